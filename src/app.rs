@@ -1,0 +1,250 @@
+//! The application: its ports and configuration, authentication of the caller, the CSRF rule, and
+//! dispatch of a request through the route table to its handler. Runtime-free: the edge builds an
+//! [`App`] from D1/KV and the host tests build one from SQLite.
+
+use crate::api_keys::{self, ApiKey, KEY_PREFIX};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::flags;
+use crate::handlers;
+use crate::http::{HttpRequest, HttpResponse, Method, ACCESS_COOKIE};
+use crate::identity::{self, User};
+use crate::routes::{self, Credential, Requirement, RouteMatch};
+use crate::store::{BackendError, Clock, Database, FlagStore, Random};
+use crate::tokens::{self, KeyRing, VerifiedAccess};
+
+/// Everything a request needs: storage, flags, time, randomness and configuration.
+pub struct App<D, F> {
+    /// SQL executor.
+    pub db: D,
+    /// Revocation flags.
+    pub flags: F,
+    /// Clock.
+    pub clock: Box<dyn Clock>,
+    /// Randomness.
+    pub random: Box<dyn Random>,
+    /// Configuration.
+    pub config: Config,
+}
+
+impl<D, F> std::fmt::Debug for App<D, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Facts about the client recorded with sessions and audit events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// `CF-Connecting-IP`.
+    pub ip: Option<String>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// Device label given at login.
+    pub device_label: Option<String>,
+}
+
+impl RequestMeta {
+    /// The facts of `request`.
+    pub fn of(request: &HttpRequest) -> Self {
+        RequestMeta {
+            ip: request.client_ip(),
+            user_agent: request.user_agent(),
+            device_label: None,
+        }
+    }
+}
+
+/// Who is calling, as proven by a credential.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A person, through an access token of a session.
+    Session {
+        /// The user (active).
+        user: User,
+        /// The verified token.
+        access: VerifiedAccess,
+    },
+    /// A program, through an API key.
+    ApiKey {
+        /// The key's owner (active).
+        user: User,
+        /// The key.
+        key: ApiKey,
+    },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// Whether the credential came from a cookie (and so state changes need an allowed Origin).
+    pub via_cookie: bool,
+}
+
+impl Caller {
+    /// The user behind the credential.
+    pub fn user(&self) -> &User {
+        match &self.principal {
+            Principal::Session { user, .. } | Principal::ApiKey { user, .. } => user,
+        }
+    }
+
+    /// The session id, for session callers.
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::Session { access, .. } => Some(access.claims().sid.as_str()),
+            Principal::ApiKey { .. } => None,
+        }
+    }
+}
+
+impl<D: Database, F: FlagStore> App<D, F> {
+    /// Answers one request. Never panics on client input; every error becomes its mapped response.
+    pub async fn handle(&self, request: &HttpRequest) -> HttpResponse {
+        let mut response = match self.route(request).await {
+            Ok(response) => response,
+            Err(error) => error.to_response(),
+        };
+        // Identity responses are personal: nothing is cached unless a handler says otherwise.
+        if response.header_value("cache-control").is_none() {
+            response.set_header("cache-control", "no-store");
+        }
+        response.set_header("x-content-type-options", "nosniff");
+        if request.method == Method::Head {
+            response.body.clear();
+        }
+        response
+    }
+
+    async fn route(&self, request: &HttpRequest) -> Result<HttpResponse, ApiError> {
+        let (route, params) = match routes::resolve(request.method, &request.path) {
+            RouteMatch::Found(route, params) => (route, params),
+            RouteMatch::MethodNotAllowed => return Err(ApiError::MethodNotAllowed),
+            RouteMatch::NotFound => return Err(ApiError::NotFound),
+        };
+        let spec = route.spec();
+        let caller = self.authenticate(request, spec.credential).await?;
+        if let Some(caller) = &caller {
+            if caller.via_cookie && request.method.is_state_changing() {
+                self.require_allowed_origin(request)?;
+            }
+            match spec.requirement {
+                Requirement::None => {}
+                Requirement::OrgAdmin if caller.user().org_admin => {}
+                Requirement::OrgAdmin => return Err(ApiError::Forbidden),
+            }
+        }
+        handlers::dispatch(self, route, request, &params, caller).await
+    }
+
+    /// The CSRF rule: a cookie-authenticated state change must carry an allowed `Origin`.
+    pub fn require_allowed_origin(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        match request.header_value("origin") {
+            Some(origin) if self.config.is_allowed_origin(origin) => Ok(()),
+            _ => Err(ApiError::Csrf),
+        }
+    }
+
+    /// Establishes the caller for a route's credential kind. The Bearer header wins over the cookie.
+    async fn authenticate(
+        &self,
+        request: &HttpRequest,
+        credential: Credential,
+    ) -> Result<Option<Caller>, ApiError> {
+        if credential == Credential::None {
+            return Ok(None);
+        }
+        let (presented, via_cookie) = match request.bearer() {
+            Some(token) => (Some(token.to_owned()), false),
+            None => (request.cookie(ACCESS_COOKIE), true),
+        };
+        let Some(presented) = presented else {
+            return match credential {
+                // The handler may still find the session through the refresh token.
+                Credential::SessionOrRefresh => Ok(None),
+                _ => Err(ApiError::AuthFailure),
+            };
+        };
+        if presented.starts_with(KEY_PREFIX) {
+            let Some((user, key)) = self.resolve_api_key(&presented).await? else {
+                return Err(ApiError::AuthFailure);
+            };
+            // Routes that belong to a person's session are not for programs.
+            if credential != Credential::SessionOrApiKey {
+                return Err(ApiError::Forbidden);
+            }
+            return Ok(Some(Caller {
+                principal: Principal::ApiKey { user, key },
+                via_cookie,
+            }));
+        }
+        match self.resolve_access_token(&presented).await? {
+            Some((user, access)) => Ok(Some(Caller {
+                principal: Principal::Session { user, access },
+                via_cookie,
+            })),
+            None if credential == Credential::SessionOrRefresh => Ok(None),
+            None => Err(ApiError::AuthFailure),
+        }
+    }
+
+    /// The live owner and record of an API key, or `None`.
+    pub async fn resolve_api_key(
+        &self,
+        presented: &str,
+    ) -> Result<Option<(User, ApiKey)>, BackendError> {
+        let Some(key) =
+            api_keys::resolve(&self.db, &self.flags, presented, self.clock.now()).await?
+        else {
+            return Ok(None);
+        };
+        Ok(identity::find_user(&self.db, &key.user_id)
+            .await?
+            .filter(User::is_active)
+            .map(|user| (user, key)))
+    }
+
+    /// Verifies an access token: signature and claims, then the KV revocation flags.
+    pub async fn verify_access(&self, token: &str) -> Result<Option<VerifiedAccess>, BackendError> {
+        let ring = self.key_ring().await?;
+        let Ok(access) = tokens::verify_access_token(token, &ring, &self.config, self.clock.now())
+        else {
+            return Ok(None);
+        };
+        let claims = access.claims();
+        if flags::is_access_revoked(&self.flags, &claims.sid, &claims.sub, access.issued_at())
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(access))
+    }
+
+    async fn resolve_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(User, VerifiedAccess)>, BackendError> {
+        let Some(access) = self.verify_access(token).await? else {
+            return Ok(None);
+        };
+        Ok(identity::find_user(&self.db, &access.claims().sub)
+            .await?
+            .filter(User::is_active)
+            .map(|user| (user, access)))
+    }
+
+    /// The published signing keys (creating the first one on first use).
+    pub async fn key_ring(&self) -> Result<KeyRing, BackendError> {
+        KeyRing::load(
+            &self.db,
+            &self.config,
+            self.clock.as_ref(),
+            self.random.as_ref(),
+        )
+        .await
+    }
+}

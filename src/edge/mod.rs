@@ -1,0 +1,133 @@
+//! The Workers runtime boundary: the only code that touches `worker`, `js_sys` or `web_sys`. It turns
+//! a Worker request into an [`HttpRequest`], builds an [`App`] over D1, KV, the JS clock and
+//! `crypto.getRandomValues`, and turns the answer back into a Worker response.
+
+mod d1;
+mod kv;
+
+use worker::{event, Context, Env, Headers, Request, Response};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::{HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
+use crate::store::{BackendError, Clock, Random};
+
+/// `Date.now()`: wall-clock time in the isolate.
+struct JsClock;
+
+impl Clock for JsClock {
+    fn now(&self) -> i64 {
+        #[allow(clippy::cast_possible_truncation)]
+        let seconds = (js_sys::Date::now() / 1000.0).floor() as i64;
+        seconds
+    }
+}
+
+/// `crypto.getRandomValues`, through getrandom's `wasm_js` backend.
+struct JsRandom;
+
+impl Random for JsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), BackendError> {
+        getrandom::fill(buf).map_err(|e| BackendError::Random(e.to_string()))
+    }
+}
+
+/// Sends `log` records to the Workers console (visible in `wrangler dev` and `wrangler tail`).
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            worker::console_error!("[{}] {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: ConsoleLogger = ConsoleLogger;
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    // Ignoring the error is right: it only says a logger is already installed in this isolate.
+    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
+    let response = match handle(request, &env).await {
+        Ok(response) => response,
+        Err(error) => error.to_response(),
+    };
+    to_worker_response(response)
+}
+
+async fn handle(mut request: Request, env: &Env) -> Result<HttpResponse, ApiError> {
+    let http_request = read_request(&mut request).await?;
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
+    let db = env.d1("DB").map_err(|e| ApiError::Unavailable {
+        detail: format!("D1 binding DB: {e}"),
+    })?;
+    let kv = env.kv("REVOKED").map_err(|e| ApiError::Unavailable {
+        detail: format!("KV binding REVOKED: {e}"),
+    })?;
+    let app = App {
+        db: d1::D1(db),
+        flags: kv::Kv(kv),
+        clock: Box::new(JsClock),
+        random: Box::new(JsRandom),
+        config,
+    };
+    Ok(app.handle(&http_request).await)
+}
+
+async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {
+    let url = request
+        .url()
+        .map_err(|_| ApiError::invalid(None, "bad request URL"))?;
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .entries()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    // Refuse oversized bodies before reading them when the client declares the size.
+    let declared = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let method = Method::parse(request.method().as_ref());
+    let body = if matches!(method, Method::Get | Method::Head) {
+        Vec::new()
+    } else {
+        request
+            .bytes()
+            .await
+            .map_err(|_| ApiError::invalid(None, "could not read the request body"))?
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(HttpRequest {
+        method,
+        path: url.path().to_owned(),
+        query: url.query().map(str::to_owned),
+        headers,
+        body,
+    })
+}
+
+fn to_worker_response(response: HttpResponse) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.append(name, value)?;
+    }
+    // A 204 must have a null body, not an empty one: the Response constructor refuses the latter.
+    let base = if response.body.is_empty() {
+        Response::empty()?
+    } else {
+        Response::from_bytes(response.body)?
+    };
+    Ok(base.with_status(response.status).with_headers(headers))
+}

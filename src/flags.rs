@@ -1,0 +1,88 @@
+//! Revocation flags in the flag store (KV): written when a session is revoked or a user disabled,
+//! read by every access-token verification so a revoked token stops working everywhere without a
+//! database round trip. D1 stays the source of truth for refresh and API keys.
+
+use crate::config::Config;
+use crate::store::{BackendError, FlagStore};
+
+/// KV's smallest TTL.
+const MIN_TTL: i64 = 60;
+
+/// How long a flag must live: longer than any access token it guards (plus the verification leeway
+/// and a minute of margin).
+pub fn flag_ttl(config: &Config) -> u64 {
+    let ttl = (config.access_token_ttl + crate::tokens::LEEWAY_SECONDS + 60).max(MIN_TTL);
+    u64::try_from(ttl).unwrap_or(u64::MAX)
+}
+
+fn session_key(session_id: &str) -> String {
+    format!("revoked:session:{session_id}")
+}
+
+fn user_key(user_id: &str) -> String {
+    format!("revoked:user:{user_id}")
+}
+
+fn api_key_key(key_id: &str) -> String {
+    format!("revoked:api_key:{key_id}")
+}
+
+/// Marks a session revoked.
+pub async fn revoke_session<F: FlagStore>(
+    flags: &F,
+    config: &Config,
+    session_id: &str,
+    reason: &str,
+) -> Result<(), BackendError> {
+    flags
+        .put(&session_key(session_id), reason, flag_ttl(config))
+        .await
+}
+
+/// Marks every token of a user issued at or before `at` revoked (disable, admin action).
+pub async fn revoke_user_tokens<F: FlagStore>(
+    flags: &F,
+    config: &Config,
+    user_id: &str,
+    at: i64,
+) -> Result<(), BackendError> {
+    flags
+        .put(&user_key(user_id), &at.to_string(), flag_ttl(config))
+        .await
+}
+
+/// Marks an API key revoked.
+pub async fn revoke_api_key<F: FlagStore>(
+    flags: &F,
+    config: &Config,
+    key_id: &str,
+) -> Result<(), BackendError> {
+    flags
+        .put(&api_key_key(key_id), "revoked", flag_ttl(config))
+        .await
+}
+
+/// Whether an access token of `session_id` for `user_id`, issued at `issued_at`, has been revoked.
+pub async fn is_access_revoked<F: FlagStore>(
+    flags: &F,
+    session_id: &str,
+    user_id: &str,
+    issued_at: i64,
+) -> Result<bool, BackendError> {
+    if flags.get(&session_key(session_id)).await?.is_some() {
+        return Ok(true);
+    }
+    match flags.get(&user_key(user_id)).await? {
+        // A value we cannot read is treated as revoking everything: fail closed.
+        Some(at) => Ok(at.parse::<i64>().map_or(true, |at| issued_at <= at)),
+        None => Ok(false),
+    }
+}
+
+/// Whether an API key has been flagged revoked.
+pub async fn is_api_key_revoked<F: FlagStore>(
+    flags: &F,
+    key_id: &str,
+) -> Result<bool, BackendError> {
+    Ok(flags.get(&api_key_key(key_id)).await?.is_some())
+}

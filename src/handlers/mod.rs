@@ -1,0 +1,136 @@
+//! Route handlers, one file per resource, and the responses they share (a new or refreshed session).
+
+mod auth;
+mod bootstrap;
+mod public;
+
+use cookie::SameSite;
+use serde_json::json;
+
+use crate::app::{App, Caller};
+use crate::crypto::{b64url, random_array};
+use crate::error::ApiError;
+use crate::http::{
+    clear_cookie, host_cookie, HttpRequest, HttpResponse, ACCESS_COOKIE, REFRESH_COOKIE,
+};
+use crate::identity::User;
+use crate::routes::RouteId;
+use crate::sessions::Session;
+use crate::store::{Database, FlagStore};
+
+/// Runs the handler of `route`. Exhaustive: every declared route has a handler.
+pub async fn dispatch<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    route: RouteId,
+    request: &HttpRequest,
+    params: &[String],
+    caller: Option<Caller>,
+) -> Result<HttpResponse, ApiError> {
+    match route {
+        RouteId::Health => Ok(public::health()),
+        RouteId::Jwks => public::jwks(app).await,
+        RouteId::OpenIdConfiguration => Ok(public::openid_configuration(app)),
+        RouteId::BootstrapStatus => bootstrap::status(app).await,
+        RouteId::Bootstrap => bootstrap::bootstrap(app, request).await,
+        RouteId::Login => auth::login(app, request).await,
+        RouteId::Refresh => auth::refresh(app, request).await,
+        RouteId::Logout => auth::logout(app, request, caller).await,
+        RouteId::LogoutAll => auth::logout_all(app, request, required(caller)?).await,
+        RouteId::ListSessions => auth::list_sessions(app, required(caller)?).await,
+        RouteId::DeleteSession => {
+            auth::delete_session(app, request, required(caller)?, param(params)?).await
+        }
+        RouteId::ChangePassword => auth::change_password(app, request, required(caller)?).await,
+        RouteId::Me => auth::me(app, required(caller)?).await,
+        RouteId::Verify => public::verify(app, request).await,
+    }
+}
+
+/// Routes whose credential is not `None` always have a caller; this turns a broken invariant
+/// into a refusal rather than a panic.
+fn required(caller: Option<Caller>) -> Result<Caller, ApiError> {
+    caller.ok_or(ApiError::AuthFailure)
+}
+
+fn param(params: &[String]) -> Result<&str, ApiError> {
+    params.first().map(String::as_str).ok_or(ApiError::NotFound)
+}
+
+/// How the client holds its session: in cookies (browsers) or in the response body (programs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Both tokens in `__Host-` cookies; the refresh token never appears in the body.
+    Cookie,
+    /// Both tokens in the body; no cookies.
+    Token,
+}
+
+impl SessionMode {
+    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("cookie") => Ok(SessionMode::Cookie),
+            Some("token") => Ok(SessionMode::Token),
+            Some(_) => Err(ApiError::invalid(
+                Some("session"),
+                "session must be \"cookie\" or \"token\"",
+            )),
+        }
+    }
+}
+
+/// The response to a login or refresh: a fresh access token for `session`, and the refresh token in
+/// the body or in cookies according to `mode`.
+pub(crate) async fn session_response<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    user: &User,
+    session: &Session,
+    refresh_token: &str,
+    mode: SessionMode,
+) -> Result<HttpResponse, ApiError> {
+    let now = app.clock.now();
+    let ttl = app.config.access_token_ttl;
+    let jti = b64url(&random_array::<16>(app.random.as_ref())?);
+    let access_token =
+        app.key_ring()
+            .await?
+            .sign(&session.access_claims(&app.config, jti), now, ttl)?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "session_id": session.id,
+        "user": user.to_json(),
+    });
+    let mut response = match mode {
+        SessionMode::Token => {
+            body["refresh_token"] = json!(refresh_token);
+            HttpResponse::json(200, &body)
+        }
+        SessionMode::Cookie => HttpResponse::json(200, &body)
+            .with_header(
+                "set-cookie",
+                &host_cookie(ACCESS_COOKIE, &access_token, SameSite::Lax, ttl),
+            )
+            .with_header(
+                "set-cookie",
+                &host_cookie(
+                    REFRESH_COOKIE,
+                    refresh_token,
+                    SameSite::Strict,
+                    session.expires_at.min(session.absolute_expires_at) - now,
+                ),
+            ),
+    };
+    response.set_header("cache-control", "no-store");
+    Ok(response)
+}
+
+/// `204` that also deletes both session cookies.
+fn no_content_clearing_cookies() -> HttpResponse {
+    HttpResponse::no_content()
+        .with_header("set-cookie", &clear_cookie(ACCESS_COOKIE, SameSite::Lax))
+        .with_header(
+            "set-cookie",
+            &clear_cookie(REFRESH_COOKIE, SameSite::Strict),
+        )
+}

@@ -1,0 +1,290 @@
+//! HTTP as the domain sees it: a request and response that need no runtime, JSON bodies with size and
+//! content-type checks, cookies, and the client facts (IP, user agent) we record.
+
+use cookie::{Cookie, SameSite};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Request bodies above this are refused before parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Cookie that carries the access token.
+pub const ACCESS_COOKIE: &str = "__Host-edgeauth-access";
+/// Cookie that carries the refresh token.
+pub const REFRESH_COOKIE: &str = "__Host-edgeauth-refresh";
+
+/// HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD (answered like GET, without a body)
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// Anything else
+    Other,
+}
+
+impl Method {
+    /// Parses a method name.
+    pub fn parse(name: &str) -> Method {
+        match name.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// Whether the method changes state (and so needs the CSRF check when cookie-authenticated).
+    pub fn is_state_changing(self) -> bool {
+        !matches!(self, Method::Get | Method::Head | Method::Options)
+    }
+}
+
+/// An incoming request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: Method,
+    /// Path, without query.
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: Option<String>,
+    /// Headers with lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes (already capped at [`MAX_BODY_BYTES`] by the caller).
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A request with no headers and no body (tests and internal use).
+    pub fn new(method: Method, path: &str) -> Self {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (path.to_owned(), None),
+        };
+        HttpRequest {
+            method,
+            path,
+            query,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header (builder style).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Sets a JSON body and its content type (builder style).
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = body.to_string().into_bytes();
+        self.header("content-type", "application/json")
+    }
+
+    /// The first value of a header.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a cookie, if sent.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .flat_map(|(_, v)| Cookie::split_parse(v.as_str()).filter_map(Result::ok))
+            .find(|c| c.name() == name)
+            .map(|c| c.value().to_owned())
+    }
+
+    /// The bearer credential of the `Authorization` header, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        let value = self.header_value("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The client's IP. Only `CF-Connecting-IP` is trusted: Cloudflare sets it and clients cannot;
+    /// `X-Forwarded-For` is client-controlled and ignored.
+    pub fn client_ip(&self) -> Option<String> {
+        self.header_value("cf-connecting-ip")
+            .map(|ip| ip.chars().take(64).collect())
+    }
+
+    /// The user agent, truncated for storage.
+    pub fn user_agent(&self) -> Option<String> {
+        self.header_value("user-agent")
+            .map(|ua| ua.chars().take(512).collect())
+    }
+
+    /// Decodes a JSON body into `T`. An empty body decodes as `{}` so all-optional bodies may be
+    /// omitted. Errors name the offending field.
+    pub fn json_body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if self.body.is_empty() {
+            return decode_json(b"{}");
+        }
+        if !self.has_content_type("application/json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        decode_json(&self.body)
+    }
+
+    /// Whether the `Content-Type` is `mime` (parameters such as charset ignored).
+    pub fn has_content_type(&self, mime: &str) -> bool {
+        self.header_value("content-type")
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(mime))
+    }
+}
+
+/// Decodes JSON into `T`, reporting the path of the offending field.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::invalid(None, "request body is not valid UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = match inner.classify() {
+            serde_json::error::Category::Data => inner.to_string(),
+            _ => "request body is not valid JSON".to_owned(),
+        };
+        // serde reports a missing or unknown field at the parent's path; name it from the message.
+        let field = field_from_message(&message).or(if path == "." { None } else { Some(path) });
+        ApiError::invalid(field.as_deref(), &strip_position(&message))
+    })?;
+    de.end()
+        .map_err(|_| ApiError::invalid(None, "trailing characters after the JSON body"))?;
+    Ok(value)
+}
+
+fn field_from_message(message: &str) -> Option<String> {
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// serde_json appends " at line L column C"; the client needs the reason, not our parser's position.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// An outgoing response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers; `set-cookie` may repeat.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A JSON response.
+    pub fn json<T: Serialize>(status: u16, body: &T) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            // Serialising our own plain structs cannot fail.
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        HttpResponse {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets or replaces a header.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The first value of a header.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `Set-Cookie` value.
+    pub fn set_cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body parsed as JSON (tests).
+    pub fn json_value(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A `__Host-` cookie as design.md requires: HttpOnly, Secure, Path=/, no Domain.
+pub fn host_cookie(name: &str, value: &str, same_site: SameSite, max_age_seconds: i64) -> String {
+    Cookie::build((name, value))
+        .http_only(true)
+        .secure(true)
+        .path("/")
+        .same_site(same_site)
+        .max_age(cookie::time::Duration::seconds(max_age_seconds.max(0)))
+        .build()
+        .to_string()
+}
+
+/// A `Set-Cookie` that deletes a `__Host-` cookie.
+pub fn clear_cookie(name: &str, same_site: SameSite) -> String {
+    host_cookie(name, "", same_site, 0)
+}

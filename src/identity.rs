@@ -1,0 +1,196 @@
+//! Users, workspaces and memberships: the records behind "who is this?". One organisation per
+//! deployment ([`crate::ORG_ID`]).
+
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::store::{BackendError, Database, Row};
+use crate::time::rfc3339;
+use crate::{stmt, ORG_ID};
+
+/// Longest accepted email address (RFC 5321 path limit).
+const MAX_EMAIL_BYTES: usize = 254;
+
+/// A user record (without credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Optional username.
+    pub username: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// `active`, `pending` or `disabled`.
+    pub status: String,
+    /// Whether the user administers the whole organisation.
+    pub org_admin: bool,
+    /// Whether the user must change the password before doing anything else.
+    pub must_change_password: bool,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+}
+
+impl User {
+    fn from_row(row: &Row) -> Result<Self, BackendError> {
+        Ok(User {
+            id: row.text("id")?,
+            email: row.text("email")?,
+            username: row.opt_text("username")?,
+            name: row.text("name")?,
+            status: row.text("status")?,
+            org_admin: row.flag("org_admin")?,
+            must_change_password: row.flag("must_change_password")?,
+            created_at: row.int("created_at")?,
+        })
+    }
+
+    /// Whether the user may sign in.
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+
+    /// The `user` object of the HTTP contract.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "email": self.email,
+            "username": self.username,
+            "name": self.name,
+            "status": self.status,
+            "org_admin": self.org_admin,
+            "must_change_password": self.must_change_password,
+            "created_at": rfc3339(self.created_at),
+        })
+    }
+}
+
+/// Trims and lower-cases an email address and checks its shape (one `@`, a dotted or `localhost`
+/// domain, no spaces or control characters). Lower-casing the local part is a deliberate choice:
+/// two accounts differing only in case are a phishing aid, not a feature.
+pub fn normalize_email(raw: &str, field: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let bad = || ApiError::invalid(Some(field), "not a valid email address");
+    if email.len() > MAX_EMAIL_BYTES || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || !(domain.contains('.') || domain == "localhost")
+    {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+/// Finds a user by normalised email.
+pub async fn find_user_by_email<D: Database>(
+    db: &D,
+    email: &str,
+) -> Result<Option<User>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
+         FROM users WHERE org_id = ?1 AND email = ?2",
+        ORG_ID,
+        email
+    ))
+    .await?
+    .map(|r| User::from_row(&r))
+    .transpose()
+}
+
+/// Finds a user by normalised username.
+pub async fn find_user_by_username<D: Database>(
+    db: &D,
+    username: &str,
+) -> Result<Option<User>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
+         FROM users WHERE org_id = ?1 AND username = ?2",
+        ORG_ID,
+        username
+    ))
+    .await?
+    .map(|r| User::from_row(&r))
+    .transpose()
+}
+
+/// Finds a user by id.
+pub async fn find_user<D: Database>(db: &D, id: &str) -> Result<Option<User>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
+         FROM users WHERE org_id = ?1 AND id = ?2",
+        ORG_ID,
+        id
+    ))
+    .await?
+    .map(|r| User::from_row(&r))
+    .transpose()
+}
+
+/// The stored PHC password record of a user, if the user has a password.
+pub async fn find_password_record<D: Database>(
+    db: &D,
+    user_id: &str,
+) -> Result<Option<String>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT phc FROM password_credentials WHERE user_id = ?1",
+        user_id
+    ))
+    .await?
+    .map(|r| r.text("phc"))
+    .transpose()
+}
+
+/// Whether any user exists (bootstrap is only open while none does).
+pub async fn has_any_user<D: Database>(db: &D) -> Result<bool, BackendError> {
+    Ok(db
+        .query_one(stmt!(
+            "SELECT 1 AS one FROM users WHERE org_id = ?1 LIMIT 1",
+            ORG_ID
+        ))
+        .await?
+        .is_some())
+}
+
+/// A user's membership in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// Workspace id.
+    pub workspace_id: String,
+    /// `viewer`, `editor` or `admin`.
+    pub role: String,
+}
+
+/// The user's memberships in active workspaces.
+pub async fn find_memberships<D: Database>(
+    db: &D,
+    user_id: &str,
+) -> Result<Vec<Membership>, BackendError> {
+    db.query(stmt!(
+        "SELECT m.workspace_id, m.role FROM memberships m \
+         JOIN workspaces w ON w.id = m.workspace_id AND w.status = 'active' \
+         WHERE m.org_id = ?1 AND m.user_id = ?2 ORDER BY m.workspace_id",
+        ORG_ID,
+        user_id
+    ))
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Membership {
+            workspace_id: r.text("workspace_id")?,
+            role: r.text("role")?,
+        })
+    })
+    .collect()
+}
+
+/// The `workspace` object of the HTTP contract.
+pub fn workspace_json(id: &str, name: &str, status: &str, created_at: i64) -> Value {
+    json!({ "id": id, "name": name, "status": status, "created_at": rfc3339(created_at) })
+}

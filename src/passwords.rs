@@ -1,0 +1,143 @@
+//! Password hashing: PBKDF2-HMAC-SHA256 in Rust (no WebCrypto cap), stored as a PHC string with its
+//! parameters, compared in constant time, upgraded at login when the configured cost has risen.
+
+use pbkdf2::password_hash::CustomizedPasswordHasher;
+use pbkdf2::phc::PasswordHash;
+use pbkdf2::{Algorithm, Params, Pbkdf2};
+
+use crate::crypto::ct_eq;
+use crate::error::ApiError;
+
+/// Shortest password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password, in bytes (bounds the hashing work an attacker can ask for).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Salt length in bytes.
+pub const SALT_BYTES: usize = 16;
+/// Derived key length in bytes.
+pub const HASH_BYTES: usize = 32;
+
+/// Why a stored password record could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordError {
+    /// The record is not a PBKDF2-SHA256 PHC string we can read.
+    MalformedRecord(String),
+    /// The iteration count is outside what the `pbkdf2` crate accepts.
+    BadParameters(String),
+}
+
+impl std::fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordError::MalformedRecord(m) => write!(f, "malformed password record: {m}"),
+            PasswordError::BadParameters(m) => write!(f, "bad password parameters: {m}"),
+        }
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(err: PasswordError) -> Self {
+        ApiError::Unavailable {
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// Checks a new password against the policy: 8 characters to 1024 bytes, nothing else (no
+/// composition rules). The password is used exactly as received: no trimming, no normalisation.
+pub fn check_policy(password: &str, field: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid(
+            Some(field),
+            "password must be at least 8 characters",
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(
+            Some(field),
+            "password must be at most 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes `password` with `salt` at `iterations`, returning the PHC string
+/// (`$pbkdf2-sha256$i=600000,l=32$<salt>$<hash>`).
+pub fn hash(password: &str, salt: &[u8], iterations: u32) -> Result<String, PasswordError> {
+    let params = Params::new_with_output_len(iterations, HASH_BYTES)
+        .map_err(|e| PasswordError::BadParameters(e.to_string()))?;
+    let record = Pbkdf2::new(Algorithm::Pbkdf2Sha256, params)
+        .hash_password_customized(password.as_bytes(), salt, None, None, params)
+        .map_err(|e| PasswordError::BadParameters(e.to_string()))?;
+    Ok(record.to_string())
+}
+
+/// A parsed stored record.
+#[derive(Debug)]
+pub struct StoredHash {
+    iterations: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl StoredHash {
+    /// Parses a PHC string written by [`hash`].
+    pub fn parse(phc: &str) -> Result<Self, PasswordError> {
+        let record =
+            PasswordHash::new(phc).map_err(|e| PasswordError::MalformedRecord(e.to_string()))?;
+        if record.algorithm.as_str() != Algorithm::PBKDF2_SHA256_ID {
+            return Err(PasswordError::MalformedRecord(format!(
+                "algorithm {}",
+                record.algorithm
+            )));
+        }
+        let params =
+            Params::try_from(&record).map_err(|e| PasswordError::BadParameters(e.to_string()))?;
+        let salt = record
+            .salt
+            .ok_or_else(|| PasswordError::MalformedRecord("no salt".into()))?;
+        let hash = record
+            .hash
+            .ok_or_else(|| PasswordError::MalformedRecord("no hash".into()))?;
+        Ok(StoredHash {
+            iterations: params.rounds(),
+            salt: salt.as_ref().to_vec(),
+            hash: hash.as_ref().to_vec(),
+        })
+    }
+
+    /// Whether `password` matches, compared in constant time.
+    pub fn verify(&self, password: &str) -> bool {
+        let mut out = vec![0u8; self.hash.len()];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            password.as_bytes(),
+            &self.salt,
+            self.iterations,
+            &mut out,
+        );
+        ct_eq(&out, &self.hash)
+    }
+
+    /// Whether the record was made with fewer iterations than now configured (upgrade at login).
+    pub fn needs_rehash(&self, configured_iterations: u32) -> bool {
+        self.iterations < configured_iterations
+    }
+
+    /// The record's iteration count.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+}
+
+/// Spends the same work as verifying a password against a real record, for an unknown user, so the
+/// response time does not tell whether the account exists.
+pub fn burn_dummy_verification(password: &str, iterations: u32) {
+    let mut out = [0u8; HASH_BYTES];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        b"edgeauth-dummy-salt",
+        iterations,
+        &mut out,
+    );
+    std::hint::black_box(out);
+}
