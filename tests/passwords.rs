@@ -1,0 +1,188 @@
+//! Password hashing: RFC 7914 vectors, PHC records, constant cost for unknown users, policy, and
+//! the upgrade of old hashes at login.
+
+mod common;
+
+use common::*;
+use edgeauth::config::Config;
+use edgeauth::passwords::{self, StoredHash};
+use edgeauth::store::SqlValue;
+use pbkdf2::phc::PasswordHash;
+use serde_json::json;
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// RFC 7914 section 11, PBKDF2-HMAC-SHA256 (P="Password", S="NaCl", c=80000, dkLen=64), on the
+/// primitive our records use.
+#[test]
+fn the_primitive_matches_the_rfc_7914_vector() {
+    let mut out = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"Password", b"NaCl", 80_000, &mut out);
+    assert_eq!(
+        out.to_vec(),
+        hex_decode(
+            "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56\
+             a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d"
+        )
+    );
+}
+
+/// The PHC record (whose salt must be at least 8 bytes, unlike RFC 7914's "NaCl") against an
+/// independent implementation: Python's `hashlib.pbkdf2_hmac("sha256", b"Password",
+/// b"saltSALTsaltSALT", 80000, 32)`.
+#[test]
+fn phc_records_match_an_independent_implementation() {
+    let phc = passwords::hash("Password", b"saltSALTsaltSALT", 80_000).unwrap();
+    assert!(phc.starts_with("$pbkdf2-sha256$i=80000,l=32$"), "{phc}");
+    let record = PasswordHash::new(&phc).unwrap();
+    assert_eq!(record.salt.unwrap().as_ref(), b"saltSALTsaltSALT");
+    assert_eq!(
+        record.hash.unwrap().as_ref(),
+        hex_decode("e4c92d5bbc4a9af2d539bb1e39b7e554a6a5f6da3bb5cf4b281b2c93becbf94b").as_slice()
+    );
+    let stored = StoredHash::parse(&phc).unwrap();
+    assert_eq!(stored.iterations(), 80_000);
+    assert!(stored.verify("Password"));
+    assert!(!stored.verify("password"));
+    assert!(!stored.verify("Password "));
+}
+
+/// RFC 7914's first vector (c=1) is below the crate's minimum cost, so check the primitive we use.
+#[test]
+fn the_primitive_matches_the_rfc_7914_single_iteration_vector() {
+    let mut out = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"passwd", b"salt", 1, &mut out);
+    assert_eq!(
+        out.to_vec(),
+        hex_decode(
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc\
+             49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
+        )
+    );
+}
+
+#[test]
+fn the_default_cost_is_owasp_600k() {
+    let config = Config::from_lookup(|name| match name {
+        "PUBLIC_URL" => Some(PUBLIC_URL.into()),
+        "SIGNING_SECRET" => Some(SIGNING_SECRET.into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(config.pbkdf2_iterations, 600_000);
+}
+
+#[test]
+fn a_login_upgrades_a_hash_made_at_a_lower_cost() {
+    let (mut app, _clock) = app(&[("PBKDF2_ITERATIONS", "1000")]);
+    let user_id = bootstrap(&app)["user"]["id"].as_str().unwrap().to_owned();
+    let stored = |app: &TestApp| {
+        app.db
+            .rows(
+                "SELECT phc FROM password_credentials WHERE user_id = ?1",
+                &[SqlValue::from(user_id.as_str())],
+            )
+            .remove(0)
+            .text("phc")
+            .unwrap()
+    };
+    assert!(stored(&app).starts_with("$pbkdf2-sha256$i=1000,"));
+    app.config.pbkdf2_iterations = 2000;
+    login_token_mode(&app);
+    let upgraded = stored(&app);
+    assert!(upgraded.starts_with("$pbkdf2-sha256$i=2000,"), "{upgraded}");
+    assert!(StoredHash::parse(&upgraded).unwrap().verify(ADMIN_PASSWORD));
+    // And the upgraded record still logs in.
+    login_token_mode(&app);
+}
+
+#[test]
+fn the_policy_is_8_characters_to_1024_bytes_with_no_composition_rules() {
+    assert!(passwords::check_policy("1234567", "p").is_err());
+    assert!(passwords::check_policy("12345678", "p").is_ok());
+    assert!(
+        passwords::check_policy("ééééééé", "p").is_err(),
+        "7 characters, 14 bytes"
+    );
+    assert!(
+        passwords::check_policy("éééééééé", "p").is_ok(),
+        "8 characters"
+    );
+    assert!(
+        passwords::check_policy(&"é".repeat(512), "p").is_ok(),
+        "1024 bytes"
+    );
+    assert!(
+        passwords::check_policy(&"é".repeat(513), "p").is_err(),
+        "1026 bytes"
+    );
+    assert!(
+        passwords::check_policy("aaaaaaaa", "p").is_ok(),
+        "no composition rules"
+    );
+}
+
+#[test]
+fn unknown_users_and_wrong_passwords_get_the_identical_failure() {
+    let (app, _clock) = app(&[]);
+    bootstrap(&app);
+    let attempts = [
+        json!({ "email": "nobody@example.test", "password": ADMIN_PASSWORD, "session": "token" }),
+        json!({ "email": ADMIN_EMAIL, "password": "wrong password", "session": "token" }),
+        json!({ "email": ADMIN_EMAIL, "password": "x".repeat(2000), "session": "token" }),
+        json!({ "username": "admin", "password": ADMIN_PASSWORD, "session": "token" }),
+    ];
+    for body in attempts {
+        let response = send(&app, post("/v1/auth/login", body.clone()));
+        assert_eq!(response.status, 401, "{body}");
+        assert_eq!(response.json_value(), auth_failure_body());
+    }
+    let failures = app.db.rows(
+        "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'login' AND outcome = 'failure'",
+        &[],
+    );
+    assert_eq!(
+        failures[0].int("n").unwrap(),
+        4,
+        "every failed login is audited"
+    );
+    let dump = format!("{:?}", app.db.rows("SELECT * FROM audit_events", &[]));
+    assert!(
+        !dump.contains("wrong password") && !dump.contains(ADMIN_PASSWORD),
+        "no password in the audit log"
+    );
+}
+
+#[test]
+fn the_password_is_compared_exactly_as_received() {
+    let (app, _clock) = app(&[]);
+    bootstrap(&app);
+    for variant in [
+        " correct horse battery staple",
+        "Correct horse battery staple",
+        "correct horse battery staple ",
+    ] {
+        let response = send(
+            &app,
+            post(
+                "/v1/auth/login",
+                json!({ "email": ADMIN_EMAIL, "password": variant, "session": "token" }),
+            ),
+        );
+        assert_eq!(response.status, 401, "{variant:?}");
+    }
+    // The email, by contrast, is normalised.
+    let response = send(
+        &app,
+        post(
+            "/v1/auth/login",
+            json!({ "email": " Admin@Example.TEST ", "password": ADMIN_PASSWORD, "session": "token" }),
+        ),
+    );
+    assert_eq!(response.status, 200);
+}
