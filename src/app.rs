@@ -123,7 +123,9 @@ impl<D: Database, F: FlagStore> App<D, F> {
     async fn route(&self, request: &HttpRequest) -> Result<HttpResponse, ApiError> {
         let (route, params) = match routes::resolve(request.method, &request.path) {
             RouteMatch::Found(route, params) => (route, params),
-            RouteMatch::MethodNotAllowed => return Err(ApiError::MethodNotAllowed),
+            RouteMatch::MethodNotAllowed(allow) => {
+                return Err(ApiError::MethodNotAllowed { allow })
+            }
             RouteMatch::NotFound => return Err(ApiError::NotFound),
         };
         let spec = route.spec();

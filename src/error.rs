@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::config::ConfigError;
-use crate::http::HttpResponse;
+use crate::http::{HttpResponse, Method};
 use crate::store::BackendError;
 
 /// An error as the client may learn of it (design.md section 3).
@@ -28,7 +28,10 @@ pub enum ApiError {
     /// No such route or resource (or one the caller may not know of).
     NotFound,
     /// The route exists, the method does not.
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the route does take, for the `Allow` header.
+        allow: Vec<Method>,
+    },
     /// The change conflicts with existing state (e.g. a taken email).
     Conflict {
         /// What conflicts.
@@ -70,7 +73,7 @@ impl ApiError {
             ApiError::Forbidden => (403, "forbidden"),
             ApiError::Csrf => (403, "csrf"),
             ApiError::NotFound => (404, "not_found"),
-            ApiError::MethodNotAllowed => (405, "method_not_allowed"),
+            ApiError::MethodNotAllowed { .. } => (405, "method_not_allowed"),
             ApiError::Conflict { .. } => (409, "conflict"),
             ApiError::PayloadTooLarge => (413, "payload_too_large"),
             ApiError::UnsupportedMediaType => (415, "unsupported_media_type"),
@@ -90,7 +93,7 @@ impl ApiError {
                 "cookie-authenticated requests must come from an allowed Origin".to_owned()
             }
             ApiError::NotFound => "not found".to_owned(),
-            ApiError::MethodNotAllowed => "method not allowed on this route".to_owned(),
+            ApiError::MethodNotAllowed { .. } => "method not allowed on this route".to_owned(),
             ApiError::Conflict { message } => message.clone(),
             ApiError::PayloadTooLarge => "request body exceeds 64 KiB".to_owned(),
             ApiError::UnsupportedMediaType => "request body must be application/json".to_owned(),
@@ -107,6 +110,10 @@ impl ApiError {
         let mut response = HttpResponse::json(status, &json!({ "error": error }));
         if let ApiError::RateLimited { retry_after } = self {
             response.set_header("retry-after", &retry_after.to_string());
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            let names: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+            response.set_header("allow", &names.join(", "));
         }
         if let ApiError::Unavailable { detail } = self {
             log::error!("503 unavailable: {detail}");

@@ -51,6 +51,20 @@ impl Method {
         }
     }
 
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+
     /// Whether the method changes state (and so needs the CSRF check when cookie-authenticated).
     pub fn is_state_changing(self) -> bool {
         !matches!(self, Method::Get | Method::Head | Method::Options)

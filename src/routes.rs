@@ -138,8 +138,8 @@ impl RouteId {
 pub enum RouteMatch {
     /// A route, with the values of its `{params}` in order.
     Found(RouteId, Vec<String>),
-    /// The path exists under another method.
-    MethodNotAllowed,
+    /// The path exists under other methods (listed, for the `Allow` header).
+    MethodNotAllowed(Vec<Method>),
     /// No such path.
     NotFound,
 }
@@ -151,20 +151,23 @@ pub fn resolve(method: Method, path: &str) -> RouteMatch {
     } else {
         method
     };
-    let mut path_known = false;
+    let mut allowed = Vec::new();
     for id in RouteId::ALL {
         let spec = id.spec();
         if let Some(params) = match_pattern(spec.pattern, path) {
             if spec.method == effective {
                 return RouteMatch::Found(id, params);
             }
-            path_known = true;
+            allowed.push(spec.method);
         }
     }
-    if path_known {
-        RouteMatch::MethodNotAllowed
-    } else {
+    if allowed.is_empty() {
         RouteMatch::NotFound
+    } else {
+        if allowed.contains(&Method::Get) {
+            allowed.push(Method::Head);
+        }
+        RouteMatch::MethodNotAllowed(allowed)
     }
 }
 

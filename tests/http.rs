@@ -318,7 +318,9 @@ fn malformed_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(bad_mode.json_value()["error"]["field"], "session");
 
     assert_eq!(send(&app, get("/nope")).status, 404);
-    assert_eq!(send(&app, get("/v1/auth/login")).status, 405);
+    let wrong_method = send(&app, get("/v1/auth/login"));
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header_value("allow"), Some("POST"));
     let sessions = app.db.rows("SELECT COUNT(*) AS n FROM sessions", &[]);
     assert_eq!(sessions[0].int("n").unwrap(), 0);
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// Latency of the hot endpoints under local `wrangler dev`: login (token mode), refresh (chaining
+// the rotated token) and verify. Starts its own server through the e2e harness, bootstraps it,
+// runs N sequential requests per endpoint and prints median / p90 / min in milliseconds.
+//
+//   node scripts/latency.mjs            # N = 40
+//   N=100 node scripts/latency.mjs
+//
+// Local workerd timings vary between sessions: compare numbers from one run, and repeat.
+import { startServer } from '../tests/e2e/harness.mjs';
+
+const N = Number(process.env.N ?? 40);
+const EMAIL = 'latency@example.com';
+const PASSWORD = 'latency password 1234';
+
+async function post(url, body) {
+  const t0 = performance.now();
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    redirect: 'manual',
+  });
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  if (!res.ok) throw new Error(`POST ${new URL(url).pathname} -> ${res.status} ${text.slice(0, 300)}`);
+  return { ms, body: text ? JSON.parse(text) : undefined };
+}
+
+function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
+  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { median, p90: at(0.9), min: s[0], max: s[s.length - 1] };
+}
+
+function table(rows) {
+  const head = ['endpoint', 'n', 'median ms', 'p90 ms', 'min ms', 'max ms'];
+  const lines = rows.map(([name, samples]) => {
+    const st = stats(samples);
+    return [name, String(samples.length), st.median.toFixed(1), st.p90.toFixed(1), st.min.toFixed(1), st.max.toFixed(1)];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(fmt)].join('\n');
+}
+
+async function main() {
+  const srv = await startServer();
+  try {
+    const base = srv.url;
+    const boot = await fetch(`${base}/v1/bootstrap`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: srv.bootstrapToken, email: EMAIL, password: PASSWORD, name: 'Latency' }),
+    });
+    if (boot.status !== 201) throw new Error(`bootstrap -> ${boot.status} ${await boot.text()}`);
+
+    // One warm-up of each, not counted.
+    let { body: session } = await post(`${base}/v1/auth/login`, { email: EMAIL, password: PASSWORD, session: 'token' });
+    await post(`${base}/v1/verify`, { token: session.access_token });
+
+    const login = [];
+    for (let i = 0; i < N; i++) {
+      const r = await post(`${base}/v1/auth/login`, { email: EMAIL, password: PASSWORD, session: 'token' });
+      login.push(r.ms);
+      session = r.body;
+      // Keep the user under the session cap: drop each measured session right away (not timed).
+      if (i < N - 1) {
+        await fetch(`${base}/v1/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${session.access_token}` } }).then((x) => x.arrayBuffer());
+      }
+    }
+
+    const refresh = [];
+    let refreshTok = session.refresh_token;
+    let access = session.access_token;
+    for (let i = 0; i < N; i++) {
+      const r = await post(`${base}/v1/auth/refresh`, { refresh_token: refreshTok });
+      if (r.body.refresh_token === refreshTok) throw new Error('refresh token did not rotate');
+      refreshTok = r.body.refresh_token;
+      access = r.body.access_token;
+      refresh.push(r.ms);
+    }
+
+    const verify = [];
+    for (let i = 0; i < N; i++) {
+      const r = await post(`${base}/v1/verify`, { token: access });
+      if (r.body.active !== true) throw new Error(`verify: ${JSON.stringify(r.body)}`);
+      verify.push(r.ms);
+    }
+
+    console.log(`edgeauth latency, local wrangler dev at ${base}, ${N} sequential requests each (client-side wall time)\n`);
+    console.log(
+      table([
+        ['POST /v1/auth/login (token)', login],
+        ['POST /v1/auth/refresh (token)', refresh],
+        ['POST /v1/verify (access token)', verify],
+      ]),
+    );
+  } finally {
+    await srv.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
