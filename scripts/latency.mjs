@@ -89,14 +89,38 @@ async function main() {
       verify.push(r.ms);
     }
 
+    // Revocation, measured locally: from the moment logout answers to the first /v1/verify that
+    // reports the access token inactive (polling as fast as requests return, 5 s cap).
+    const revocation = [];
+    let firstCheckInactive = 0;
+    const ROUNDS = Math.min(N, 10);
+    for (let i = 0; i < ROUNDS; i++) {
+      const { body: s } = await post(`${base}/v1/auth/login`, { email: EMAIL, password: PASSWORD, session: 'token' });
+      const out = await fetch(`${base}/v1/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${s.access_token}` } });
+      await out.arrayBuffer();
+      if (out.status !== 204) throw new Error(`logout -> ${out.status}`);
+      const t0 = performance.now();
+      for (let check = 1; ; check++) {
+        const r = await post(`${base}/v1/verify`, { token: s.access_token });
+        if (r.body.active === false) {
+          revocation.push(performance.now() - t0);
+          if (check === 1) firstCheckInactive++;
+          break;
+        }
+        if (performance.now() - t0 > 5000) throw new Error('token still active 5 s after logout');
+      }
+    }
+
     console.log(`edgeauth latency, local wrangler dev at ${base}, ${N} sequential requests each (client-side wall time)\n`);
     console.log(
       table([
         ['POST /v1/auth/login (token)', login],
         ['POST /v1/auth/refresh (token)', refresh],
         ['POST /v1/verify (access token)', verify],
+        ['logout -> verify inactive', revocation],
       ]),
     );
+    console.log(`\nrevocation: the first /v1/verify after logout already said inactive in ${firstCheckInactive}/${ROUNDS} rounds`);
   } finally {
     await srv.stop();
   }

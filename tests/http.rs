@@ -170,7 +170,7 @@ fn cookie_authenticated_state_changes_need_an_allowed_origin() {
 #[test]
 fn api_keys_cannot_use_routes_that_belong_to_a_session() {
     let (app, _clock) = app(&[]);
-    let key = bootstrap(&app)["key"].as_str().unwrap().to_owned();
+    let key = text(&bootstrap(&app), "key");
     let auth = format!("Bearer {key}");
     let me = send(&app, get("/v1/me").header("authorization", &auth));
     assert_eq!(me.status, 200);

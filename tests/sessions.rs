@@ -21,13 +21,13 @@ fn refresh_rotates_the_token_and_the_new_one_works() {
     let (app, clock) = app(&[]);
     bootstrap(&app);
     let login = login_token_mode(&app);
-    let first = login["refresh_token"].as_str().unwrap().to_owned();
+    let first = text(&login, "refresh_token");
 
     clock.advance(60);
     let response = refresh(&app, &first);
     assert_eq!(response.status, 200);
     let body = response.json_value();
-    let second = body["refresh_token"].as_str().unwrap().to_owned();
+    let second = text(&body, "refresh_token");
     assert_ne!(first, second, "refresh must rotate the token");
     assert_eq!(body["session_id"], login["session_id"]);
     assert_eq!(body["token_type"], "Bearer");
@@ -53,10 +53,10 @@ fn replaying_the_parent_after_the_grace_window_revokes_the_session() {
     let (app, clock) = app(&[("REFRESH_GRACE_SECONDS", "10")]);
     bootstrap(&app);
     let login = login_token_mode(&app);
-    let parent = login["refresh_token"].as_str().unwrap().to_owned();
+    let parent = text(&login, "refresh_token");
     let rotated = refresh(&app, &parent).json_value();
-    let current = rotated["refresh_token"].as_str().unwrap().to_owned();
-    let access = rotated["access_token"].as_str().unwrap().to_owned();
+    let current = text(&rotated, "refresh_token");
+    let access = text(&rotated, "access_token");
     assert!(is_active(&app, &access));
 
     clock.advance(11);
@@ -82,18 +82,9 @@ fn replaying_the_parent_after_the_grace_window_revokes_the_session() {
 fn a_grandparent_token_is_reuse_even_inside_the_grace_window() {
     let (app, _clock) = app(&[]);
     bootstrap(&app);
-    let t0 = login_token_mode(&app)["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let t1 = refresh(&app, &t0).json_value()["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let t2 = refresh(&app, &t1).json_value()["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t0 = text(&login_token_mode(&app), "refresh_token");
+    let t1 = rotate(&app, &t0);
+    let t2 = rotate(&app, &t1);
     assert_eq!(
         refresh(&app, &t0).status,
         401,
@@ -107,7 +98,7 @@ fn a_retry_of_the_parent_inside_the_grace_window_gets_the_same_current_token() {
     let (app, clock) = app(&[("REFRESH_GRACE_SECONDS", "10")]);
     bootstrap(&app);
     let login = login_token_mode(&app);
-    let parent = login["refresh_token"].as_str().unwrap().to_owned();
+    let parent = text(&login, "refresh_token");
     let winner = refresh(&app, &parent).json_value();
 
     clock.advance(5);
@@ -136,7 +127,7 @@ fn two_concurrent_refreshes_of_one_token_both_succeed_with_one_lineage() {
     let (app, _clock) = app(&[]);
     bootstrap(&app);
     let login = login_token_mode(&app);
-    let token = login["refresh_token"].as_str().unwrap().to_owned();
+    let token = text(&login, "refresh_token");
 
     // Both requests read the session before either updates it: one wins the conditional UPDATE,
     // the other sees zero changed rows and must be answered from the grace path.
@@ -153,7 +144,7 @@ fn two_concurrent_refreshes_of_one_token_both_succeed_with_one_lineage() {
     assert_eq!(row.int("generation").unwrap(), 1);
     assert!(row.opt_int("revoked_at").unwrap().is_none());
     // And the shared token keeps working.
-    let shared = a.json_value()["refresh_token"].as_str().unwrap().to_owned();
+    let shared = text(&a.json_value(), "refresh_token");
     assert_eq!(refresh(&app, &shared).status, 200);
 }
 
@@ -164,19 +155,13 @@ fn idle_expiry_ends_a_session_that_is_not_refreshed() {
         ("REFRESH_ABSOLUTE_TTL", "86400"),
     ]);
     bootstrap(&app);
-    let mut token = login_token_mode(&app)["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut token = text(&login_token_mode(&app), "refresh_token");
     // Refreshing inside the idle window extends it, again and again, past the first idle limit.
     for _ in 0..3 {
         clock.advance(3000);
         let response = refresh(&app, &token);
         assert_eq!(response.status, 200);
-        token = response.json_value()["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        token = text(&response.json_value(), "refresh_token");
     }
     clock.advance(3601);
     assert_eq!(
@@ -194,24 +179,18 @@ fn absolute_expiry_ends_even_an_active_session() {
     ]);
     bootstrap(&app);
     let login = login_token_mode(&app);
-    let mut token = login["refresh_token"].as_str().unwrap().to_owned();
+    let mut token = text(&login, "refresh_token");
     clock.advance(3000);
     let response = refresh(&app, &token);
     assert_eq!(response.status, 200);
-    token = response.json_value()["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    token = text(&response.json_value(), "refresh_token");
     // The idle extension is capped at the absolute limit.
     let row = session_row(&app, login["session_id"].as_str().unwrap());
     assert_eq!(row.int("expires_at").unwrap(), T0 + 6600);
     clock.advance(3000);
     let response = refresh(&app, &token);
     assert_eq!(response.status, 200);
-    token = response.json_value()["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    token = text(&response.json_value(), "refresh_token");
     assert_eq!(
         session_row(&app, login["session_id"].as_str().unwrap())
             .int("expires_at")
@@ -324,10 +303,7 @@ fn a_storage_failure_during_refresh_is_503_and_rotates_nothing() {
 fn a_flag_store_failure_makes_verification_fail_closed() {
     let (app, _clock) = app(&[]);
     bootstrap(&app);
-    let access = login_token_mode(&app)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let access = text(&login_token_mode(&app), "access_token");
     app.flags.fail.set(true);
     let response = send(&app, post("/v1/verify", json!({ "token": access })));
     app.flags.fail.set(false);

@@ -314,3 +314,18 @@ pub fn is_active(app: &TestApp, token: &str) -> bool {
 pub fn auth_failure_body() -> Value {
     json!({ "error": { "code": "auth_failure", "message": "authentication failed" } })
 }
+
+/// A string field of a JSON body (panics with the field's name if absent).
+pub fn text(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` missing in {body}"))
+        .to_owned()
+}
+
+/// Refreshes `refresh_token`, asserting success; returns the rotated token.
+pub fn rotate(app: &TestApp, refresh_token: &str) -> String {
+    let response = refresh(app, refresh_token);
+    assert_eq!(response.status, 200, "refresh: {:?}", response.json_value());
+    text(&response.json_value(), "refresh_token")
+}

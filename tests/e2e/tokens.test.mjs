@@ -296,7 +296,8 @@ describe('tokens', () => {
       const mu = median(unknown);
       const mk = median(known);
       assert.ok(mk > 50, `a wrong password should cost a real PBKDF2 (median ${mk.toFixed(0)} ms)`);
-      assert.ok(mu > 0.5 * mk, `unknown user ${mu.toFixed(0)} ms vs wrong password ${mk.toFixed(0)} ms`);
+      // Without the dummy hash an unknown user answers ~30x faster; 0.25 leaves room for noise.
+      assert.ok(mu > 0.25 * mk, `unknown user ${mu.toFixed(0)} ms vs wrong password ${mk.toFixed(0)} ms`);
     });
   });
 });
