@@ -134,11 +134,13 @@ impl<D: Database, F: FlagStore> App<D, F> {
             if caller.via_cookie && request.method.is_state_changing() {
                 self.require_allowed_origin(request)?;
             }
-            match spec.requirement {
-                Requirement::None => {}
-                Requirement::OrgAdmin if caller.user().org_admin => {}
-                Requirement::OrgAdmin => return Err(ApiError::Forbidden),
-            }
+        }
+        // A requirement with no caller fails closed, whatever the credential kind says.
+        match (spec.requirement, &caller) {
+            (Requirement::None, _) => {}
+            (Requirement::OrgAdmin, Some(caller)) if caller.user().org_admin => {}
+            (Requirement::OrgAdmin, Some(_)) => return Err(ApiError::Forbidden),
+            (Requirement::OrgAdmin, None) => return Err(ApiError::AuthFailure),
         }
         handlers::dispatch(self, route, request, &params, caller).await
     }
