@@ -138,3 +138,106 @@ pub async fn resolve<D: Database, F: FlagStore>(
     }
     Ok(Some(key))
 }
+
+/// What a new key is allowed to do, already checked against its creator's rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// Name.
+    pub name: String,
+    /// Workspace scope.
+    pub workspace_id: Option<String>,
+    /// Role ceiling.
+    pub role: Option<String>,
+    /// Expiry, unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+/// Stores a new key for `user_id`; returns its record and the plaintext (shown once).
+pub async fn create<D: Database>(
+    db: &D,
+    random: &dyn Random,
+    id: String,
+    user_id: &str,
+    new: NewKey,
+    now: i64,
+) -> Result<(ApiKey, String), BackendError> {
+    let key = generate(random)?;
+    db.execute(stmt!(
+        "INSERT INTO api_keys (id, org_id, user_id, workspace_id, name, prefix, key_hash, role, \
+         expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        id.clone(),
+        ORG_ID,
+        user_id,
+        new.workspace_id.clone(),
+        new.name.clone(),
+        key.prefix.clone(),
+        key.hash.clone(),
+        new.role.clone(),
+        new.expires_at,
+        now
+    ))
+    .await?;
+    let record = ApiKey {
+        id,
+        user_id: user_id.to_owned(),
+        name: new.name,
+        prefix: key.prefix,
+        workspace_id: new.workspace_id,
+        role: new.role,
+        expires_at: new.expires_at,
+        created_at: now,
+        last_used_at: None,
+    };
+    Ok((record, key.plaintext))
+}
+
+/// The user's keys that are neither revoked nor expired, newest first.
+pub async fn list_live<D: Database>(
+    db: &D,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<ApiKey>, BackendError> {
+    db.query(stmt!(
+        "SELECT id, user_id, name, prefix, workspace_id, role, expires_at, created_at, last_used_at \
+         FROM api_keys WHERE org_id = ?1 AND user_id = ?2 AND revoked_at IS NULL \
+           AND (expires_at IS NULL OR expires_at > ?3) ORDER BY id DESC",
+        ORG_ID,
+        user_id,
+        now
+    ))
+    .await?
+    .iter()
+    .map(ApiKey::from_row)
+    .collect()
+}
+
+/// Finds an unrevoked key by id.
+pub async fn find_unrevoked<D: Database>(db: &D, id: &str) -> Result<Option<ApiKey>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT id, user_id, name, prefix, workspace_id, role, expires_at, created_at, last_used_at \
+         FROM api_keys WHERE org_id = ?1 AND id = ?2 AND revoked_at IS NULL",
+        ORG_ID,
+        id
+    ))
+    .await?
+    .map(|r| ApiKey::from_row(&r))
+    .transpose()
+}
+
+/// Revokes a key in D1 and then flags it in KV.
+pub async fn revoke<D: Database, F: FlagStore>(
+    db: &D,
+    flag_store: &F,
+    config: &crate::config::Config,
+    id: &str,
+    now: i64,
+) -> Result<(), BackendError> {
+    db.execute(stmt!(
+        "UPDATE api_keys SET revoked_at = ?1 WHERE org_id = ?2 AND id = ?3 AND revoked_at IS NULL",
+        now,
+        ORG_ID,
+        id
+    ))
+    .await?;
+    flags::revoke_api_key(flag_store, config, id).await
+}

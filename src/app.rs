@@ -3,13 +3,14 @@
 //! [`App`] from D1/KV and the host tests build one from SQLite.
 
 use crate::api_keys::{self, ApiKey, KEY_PREFIX};
+use crate::authz::Role;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::flags;
 use crate::handlers;
 use crate::http::{HttpRequest, HttpResponse, Method, ACCESS_COOKIE};
 use crate::identity::{self, User};
-use crate::routes::{self, Credential, Requirement, RouteMatch};
+use crate::routes::{self, Credential, Requirement, RouteId, RouteMatch};
 use crate::store::{BackendError, Clock, Database, FlagStore, Random};
 use crate::tokens::{self, KeyRing, VerifiedAccess};
 
@@ -93,6 +94,49 @@ impl Caller {
         }
     }
 
+    /// Whether the caller acts with org-admin powers. An API key does only if its owner is an org
+    /// admin and the key is neither scoped to a workspace nor capped below `admin`.
+    pub fn is_org_admin(&self) -> bool {
+        match &self.principal {
+            Principal::Session { user, .. } => user.org_admin,
+            Principal::ApiKey { user, key } => {
+                user.org_admin
+                    && key.workspace_id.is_none()
+                    && key.role.as_deref().is_none_or(|r| r == "admin")
+            }
+        }
+    }
+
+    /// The caller's role in `workspace_id`, given its owner's memberships: an API key's role is capped
+    /// by its ceiling, and a key scoped to another workspace has none here.
+    pub fn role_in(
+        &self,
+        workspace_id: &str,
+        memberships: &[identity::Membership],
+    ) -> Option<Role> {
+        let role = memberships
+            .iter()
+            .find(|m| m.workspace_id == workspace_id)
+            .and_then(|m| Role::parse(&m.role))?;
+        match &self.principal {
+            Principal::Session { .. } => Some(role),
+            Principal::ApiKey { key, .. } => {
+                if key
+                    .workspace_id
+                    .as_deref()
+                    .is_some_and(|w| w != workspace_id)
+                {
+                    return None;
+                }
+                let ceiling = match key.role.as_deref() {
+                    Some(name) => Some(Role::parse(name)?),
+                    None => None,
+                };
+                Some(role.capped(ceiling))
+            }
+        }
+    }
+
     /// The session id, for session callers.
     pub fn session_id(&self) -> Option<&str> {
         match &self.principal {
@@ -135,14 +179,60 @@ impl<D: Database, F: FlagStore> App<D, F> {
                 self.require_allowed_origin(request)?;
             }
         }
-        // A requirement with no caller fails closed, whatever the credential kind says.
-        match (spec.requirement, &caller) {
-            (Requirement::None, _) => {}
-            (Requirement::OrgAdmin, Some(caller)) if caller.user().org_admin => {}
-            (Requirement::OrgAdmin, Some(_)) => return Err(ApiError::Forbidden),
-            (Requirement::OrgAdmin, None) => return Err(ApiError::AuthFailure),
+        self.check_requirement(spec.requirement, caller.as_ref(), &params)
+            .await?;
+        // After an admin reset, the user's session may only change the password (and see who it
+        // is, or leave) until the password is changed.
+        if let Some(caller) = &caller {
+            let allowed_while_reset = matches!(
+                route,
+                RouteId::ChangePassword | RouteId::Me | RouteId::Logout | RouteId::LogoutAll
+            );
+            if caller.user().must_change_password
+                && caller.session_id().is_some()
+                && !allowed_while_reset
+            {
+                return Err(ApiError::Forbidden);
+            }
         }
         handlers::dispatch(self, route, request, &params, caller).await
+    }
+
+    /// Checks a route's requirement. A requirement with no caller fails closed, whatever the
+    /// credential kind says.
+    async fn check_requirement(
+        &self,
+        requirement: Requirement,
+        caller: Option<&Caller>,
+        params: &[String],
+    ) -> Result<(), ApiError> {
+        if requirement == Requirement::None {
+            return Ok(());
+        }
+        let caller = caller.ok_or(ApiError::AuthFailure)?;
+        if caller.is_org_admin() {
+            return Ok(());
+        }
+        let target = params.first().map(String::as_str).unwrap_or_default();
+        let allowed = match requirement {
+            Requirement::None => true,
+            Requirement::OrgAdmin => false,
+            Requirement::OrgAdminOrSelf => caller.user().id == target,
+            Requirement::WorkspaceAdmin | Requirement::WorkspaceMember => {
+                let memberships = identity::find_memberships(&self.db, &caller.user().id).await?;
+                match caller.role_in(target, &memberships) {
+                    Some(role) => {
+                        requirement == Requirement::WorkspaceMember || role == Role::Admin
+                    }
+                    None => false,
+                }
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
     }
 
     /// The CSRF rule: a cookie-authenticated state change must carry an allowed `Origin`.
@@ -168,8 +258,9 @@ impl<D: Database, F: FlagStore> App<D, F> {
         };
         let Some(presented) = presented else {
             return match credential {
-                // The handler may still find the session through the refresh token.
-                Credential::SessionOrRefresh => Ok(None),
+                // The handler may still find the session through the refresh token, or judge the
+                // token in the body.
+                Credential::SessionOrRefresh | Credential::BodyTokenOrCaller => Ok(None),
                 _ => Err(ApiError::AuthFailure),
             };
         };
@@ -178,7 +269,10 @@ impl<D: Database, F: FlagStore> App<D, F> {
                 return Err(ApiError::AuthFailure);
             };
             // Routes that belong to a person's session are not for programs.
-            if credential != Credential::SessionOrApiKey {
+            if !matches!(
+                credential,
+                Credential::SessionOrApiKey | Credential::BodyTokenOrCaller
+            ) {
                 return Err(ApiError::Forbidden);
             }
             return Ok(Some(Caller {
@@ -191,7 +285,13 @@ impl<D: Database, F: FlagStore> App<D, F> {
                 principal: Principal::Session { user, access },
                 via_cookie,
             })),
-            None if credential == Credential::SessionOrRefresh => Ok(None),
+            None if matches!(
+                credential,
+                Credential::SessionOrRefresh | Credential::BodyTokenOrCaller
+            ) =>
+            {
+                Ok(None)
+            }
             None => Err(ApiError::AuthFailure),
         }
     }
@@ -210,6 +310,24 @@ impl<D: Database, F: FlagStore> App<D, F> {
             .await?
             .filter(User::is_active)
             .map(|user| (user, key)))
+    }
+
+    /// The caller a presented credential stands for (an API key or an access token), or `None` if it
+    /// is not a live one. Used where the token to judge arrives in a body.
+    pub async fn caller_for_token(&self, token: &str) -> Result<Option<Caller>, BackendError> {
+        let principal = if token.starts_with(KEY_PREFIX) {
+            self.resolve_api_key(token)
+                .await?
+                .map(|(user, key)| Principal::ApiKey { user, key })
+        } else {
+            self.resolve_access_token(token)
+                .await?
+                .map(|(user, access)| Principal::Session { user, access })
+        };
+        Ok(principal.map(|principal| Caller {
+            principal,
+            via_cookie: false,
+        }))
     }
 
     /// Verifies an access token: signature and claims, then the KV revocation flags.

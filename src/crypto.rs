@@ -97,7 +97,7 @@ pub fn random_array<const N: usize>(random: &dyn Random) -> Result<[u8; N], Back
 /// A new time-ordered identifier (UUIDv7), so ids double as stable paging cursors.
 pub fn new_id(clock: &dyn Clock, random: &dyn Random) -> Result<String, BackendError> {
     let bytes: [u8; 10] = random_array(random)?;
-    let millis = u64::try_from(clock.now()).unwrap_or(0) * 1000;
+    let millis = u64::try_from(clock.now_millis()).unwrap_or(0);
     Ok(uuid::Builder::from_unix_timestamp_millis(millis, &bytes)
         .into_uuid()
         .hyphenated()

@@ -171,12 +171,49 @@ impl HttpRequest {
         decode_json(&self.body)
     }
 
+    /// The percent-decoded value of query parameter `name` (the first one, if repeated). `None` when
+    /// absent or not valid UTF-8 after decoding.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| percent_decode(key).as_deref() == Some(name))
+            .and_then(|(_, value)| percent_decode(value))
+    }
+
     /// Whether the `Content-Type` is `mime` (parameters such as charset ignored).
     pub fn has_content_type(&self, mime: &str) -> bool {
         self.header_value("content-type")
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case(mime))
     }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space); `None` on a broken escape or
+/// invalid UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Decodes JSON into `T`, reporting the path of the offending field.

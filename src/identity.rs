@@ -10,6 +10,30 @@ use crate::{stmt, ORG_ID};
 
 /// Longest accepted email address (RFC 5321 path limit).
 const MAX_EMAIL_BYTES: usize = 254;
+/// Longest accepted username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Longest accepted display name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// The columns [`User::from_row`] reads, aliased `u.` (a SQL literal, for `concat!`).
+macro_rules! user_columns {
+    () => {
+        "u.id, u.email, u.username, u.name, u.status, u.org_admin, u.must_change_password, \
+         u.created_at"
+    };
+}
+
+/// A SQL condition on a `users` row, true unless the row is the last active org admin of its
+/// organisation. Expects the row's id as `?1` and the org id as `?2`. Put it in the `WHERE` of the
+/// `UPDATE` or `DELETE` that demotes, disables or deletes, and check the changed-row count: two
+/// admins removing each other at once then cannot leave the organisation with none.
+macro_rules! last_admin_guard {
+    () => {
+        "(NOT (org_admin = 1 AND status = 'active') OR (SELECT COUNT(*) FROM users o \
+         WHERE o.org_id = ?2 AND o.org_admin = 1 AND o.status = 'active' AND o.id != ?1) > 0)"
+    };
+}
+pub(crate) use last_admin_guard;
 
 /// A user record (without credentials).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +57,8 @@ pub struct User {
 }
 
 impl User {
-    fn from_row(row: &Row) -> Result<Self, BackendError> {
+    /// Reads a user from a row holding the columns of `user_columns!()`.
+    pub(crate) fn from_row(row: &Row) -> Result<Self, BackendError> {
         Ok(User {
             id: row.text("id")?,
             email: row.text("email")?,
@@ -193,4 +218,135 @@ pub async fn find_memberships<D: Database>(
 /// The `workspace` object of the HTTP contract.
 pub fn workspace_json(id: &str, name: &str, status: &str, created_at: i64) -> Value {
     json!({ "id": id, "name": name, "status": status, "created_at": rfc3339(created_at) })
+}
+
+/// Trims and lower-cases a username (as login does) and checks it: 1 to 64 characters of
+/// `[a-z0-9._-]`. No `@`, so a username can never look like someone else's email address.
+pub fn normalize_username(raw: &str, field: &str) -> Result<String, ApiError> {
+    let username = raw.trim().to_lowercase();
+    let ok = !username.is_empty()
+        && username.chars().count() <= MAX_USERNAME_CHARS
+        && username
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(username)
+    } else {
+        Err(ApiError::invalid(
+            Some(field),
+            "username must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-'",
+        ))
+    }
+}
+
+/// Trims a display name and checks its length (1 to 200 characters, no control characters).
+pub fn normalize_name(raw: &str, field: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            Some(field),
+            "name must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Users in id order (ids are UUIDv7, so this is creation order): at most `limit` users whose id
+/// sorts after `after`, only members of `workspace_id` when given. Every status is listed.
+pub async fn list_users<D: Database>(
+    db: &D,
+    after: Option<&str>,
+    workspace_id: Option<&str>,
+    limit: u32,
+) -> Result<Vec<User>, BackendError> {
+    db.query(stmt!(
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.org_id = ?1 AND (?2 IS NULL OR u.id > ?2) \
+             AND (?3 IS NULL OR EXISTS (SELECT 1 FROM memberships m \
+                  WHERE m.org_id = ?1 AND m.workspace_id = ?3 AND m.user_id = u.id)) \
+             ORDER BY u.id LIMIT ?4"
+        ),
+        ORG_ID,
+        after,
+        workspace_id,
+        limit
+    ))
+    .await?
+    .iter()
+    .map(User::from_row)
+    .collect()
+}
+
+/// The status of a workspace (`active` or `disabled`), or `None` if there is no such workspace.
+pub async fn workspace_status<D: Database>(
+    db: &D,
+    workspace_id: &str,
+) -> Result<Option<String>, BackendError> {
+    db.query_one(stmt!(
+        "SELECT status FROM workspaces WHERE org_id = ?1 AND id = ?2",
+        ORG_ID,
+        workspace_id
+    ))
+    .await?
+    .map(|r| r.text("status"))
+    .transpose()
+}
+
+/// Whether another user than `except_id` already has `email` (normalised).
+pub async fn email_taken<D: Database>(
+    db: &D,
+    email: &str,
+    except_id: Option<&str>,
+) -> Result<bool, BackendError> {
+    Ok(db
+        .query_one(stmt!(
+            "SELECT 1 AS one FROM users WHERE org_id = ?1 AND email = ?2 AND id IS NOT ?3",
+            ORG_ID,
+            email,
+            except_id
+        ))
+        .await?
+        .is_some())
+}
+
+/// Whether another user than `except_id` already has `username` (normalised).
+pub async fn username_taken<D: Database>(
+    db: &D,
+    username: &str,
+    except_id: Option<&str>,
+) -> Result<bool, BackendError> {
+    Ok(db
+        .query_one(stmt!(
+            "SELECT 1 AS one FROM users WHERE org_id = ?1 AND username = ?2 AND id IS NOT ?3",
+            ORG_ID,
+            username,
+            except_id
+        ))
+        .await?
+        .is_some())
+}
+
+/// Whether `user_id` is an active org admin with no other active org admin beside it: the one
+/// account that may not be demoted, disabled or deleted. (A hint for a clear error; the change
+/// itself must still be a conditional statement: `last_admin_guard!()`.)
+pub async fn is_last_active_admin<D: Database>(
+    db: &D,
+    user_id: &str,
+) -> Result<bool, BackendError> {
+    Ok(db
+        .query_one(stmt!(
+            concat!(
+                "SELECT 1 AS one FROM users WHERE org_id = ?2 AND id = ?1 AND NOT ",
+                last_admin_guard!()
+            ),
+            user_id,
+            ORG_ID
+        ))
+        .await?
+        .is_some())
 }

@@ -12,6 +12,7 @@
 pub mod api_keys;
 pub mod app;
 pub mod audit;
+pub mod authz;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod sessions;
 pub mod store;
 pub mod time;
 pub mod tokens;
+pub mod workspaces;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

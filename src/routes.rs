@@ -16,6 +16,9 @@ pub enum Credential {
     SessionOrRefresh,
     /// A session or an API key.
     SessionOrApiKey,
+    /// The subject is a `token` in the body when one is given (no caller credential needed);
+    /// otherwise the caller's own session or API key is judged.
+    BodyTokenOrCaller,
 }
 
 /// What the caller must be, beyond authenticated.
@@ -25,6 +28,12 @@ pub enum Requirement {
     None,
     /// An organisation admin.
     OrgAdmin,
+    /// An organisation admin, or the user named by the path's `{id}` (self-service).
+    OrgAdminOrSelf,
+    /// An organisation admin, or an `admin` of the workspace named by the path's `{id}`.
+    WorkspaceAdmin,
+    /// An organisation admin, or any member of the workspace named by the path's `{id}`.
+    WorkspaceMember,
 }
 
 /// A route's declaration.
@@ -71,6 +80,58 @@ pub enum RouteId {
     Me,
     /// `POST /v1/verify`
     Verify,
+    /// `POST /v1/api-keys`
+    CreateApiKey,
+    /// `GET /v1/api-keys`
+    ListApiKeys,
+    /// `DELETE /v1/api-keys/{id}`
+    RevokeApiKey,
+    /// `POST /v1/users`
+    CreateUser,
+    /// `GET /v1/users`
+    ListUsers,
+    /// `GET /v1/users/{id}`
+    GetUser,
+    /// `PATCH /v1/users/{id}`
+    UpdateUser,
+    /// `DELETE /v1/users/{id}`
+    DeleteUser,
+    /// `POST /v1/users/{id}/disable`
+    DisableUser,
+    /// `POST /v1/users/{id}/enable`
+    EnableUser,
+    /// `POST /v1/users/{id}/reset-password`
+    ResetPassword,
+    /// `GET /v1/users/{id}/sessions`
+    ListUserSessions,
+    /// `DELETE /v1/users/{id}/sessions`
+    RevokeUserSessions,
+    /// `POST /v1/workspaces`
+    CreateWorkspace,
+    /// `GET /v1/workspaces`
+    ListWorkspaces,
+    /// `GET /v1/workspaces/{id}`
+    GetWorkspace,
+    /// `PATCH /v1/workspaces/{id}`
+    UpdateWorkspace,
+    /// `POST /v1/workspaces/{id}/disable`
+    DisableWorkspace,
+    /// `GET /v1/workspaces/{id}/members`
+    ListMembers,
+    /// `PUT /v1/workspaces/{id}/members/{user_id}`
+    PutMember,
+    /// `DELETE /v1/workspaces/{id}/members/{user_id}`
+    RemoveMember,
+    /// `GET /v1/roles`
+    ListRoles,
+    /// `PUT /v1/roles/{role}`
+    PutRole,
+    /// `POST /v1/authorize`
+    Authorize,
+    /// `POST /v1/authorize/batch`
+    AuthorizeBatch,
+    /// `GET /v1/audit`
+    Audit,
 }
 
 const fn spec(
@@ -89,7 +150,7 @@ const fn spec(
 
 impl RouteId {
     /// Every route, in matching order.
-    pub const ALL: [RouteId; 14] = [
+    pub const ALL: [RouteId; 40] = [
         RouteId::Health,
         RouteId::Jwks,
         RouteId::OpenIdConfiguration,
@@ -104,12 +165,38 @@ impl RouteId {
         RouteId::ChangePassword,
         RouteId::Me,
         RouteId::Verify,
+        RouteId::CreateApiKey,
+        RouteId::ListApiKeys,
+        RouteId::RevokeApiKey,
+        RouteId::CreateUser,
+        RouteId::ListUsers,
+        RouteId::GetUser,
+        RouteId::UpdateUser,
+        RouteId::DeleteUser,
+        RouteId::DisableUser,
+        RouteId::EnableUser,
+        RouteId::ResetPassword,
+        RouteId::ListUserSessions,
+        RouteId::RevokeUserSessions,
+        RouteId::CreateWorkspace,
+        RouteId::ListWorkspaces,
+        RouteId::GetWorkspace,
+        RouteId::UpdateWorkspace,
+        RouteId::DisableWorkspace,
+        RouteId::ListMembers,
+        RouteId::PutMember,
+        RouteId::RemoveMember,
+        RouteId::ListRoles,
+        RouteId::PutRole,
+        RouteId::Authorize,
+        RouteId::AuthorizeBatch,
+        RouteId::Audit,
     ];
 
     /// The declaration of this route. No default arm: a new route must be declared here.
     pub const fn spec(self) -> RouteSpec {
         use Credential as C;
-        use Method::{Delete, Get, Post};
+        use Method::{Delete, Get, Patch, Post, Put};
         use Requirement as R;
         match self {
             RouteId::Health => spec(Get, "/health", C::None, R::None),
@@ -129,6 +216,98 @@ impl RouteId {
             RouteId::ChangePassword => spec(Post, "/v1/auth/password", C::Session, R::None),
             RouteId::Me => spec(Get, "/v1/me", C::SessionOrApiKey, R::None),
             RouteId::Verify => spec(Post, "/v1/verify", C::None, R::None),
+            // A caller manages its own keys; what a key may do is capped by its creator's rights.
+            RouteId::CreateApiKey => spec(Post, "/v1/api-keys", C::SessionOrApiKey, R::None),
+            RouteId::ListApiKeys => spec(Get, "/v1/api-keys", C::SessionOrApiKey, R::None),
+            RouteId::RevokeApiKey => spec(Delete, "/v1/api-keys/{id}", C::SessionOrApiKey, R::None),
+            RouteId::CreateUser => spec(Post, "/v1/users", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::ListUsers => spec(Get, "/v1/users", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::GetUser => spec(Get, "/v1/users/{id}", C::SessionOrApiKey, R::OrgAdminOrSelf),
+            RouteId::UpdateUser => spec(
+                Patch,
+                "/v1/users/{id}",
+                C::SessionOrApiKey,
+                R::OrgAdminOrSelf,
+            ),
+            RouteId::DeleteUser => spec(Delete, "/v1/users/{id}", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::DisableUser => spec(
+                Post,
+                "/v1/users/{id}/disable",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::EnableUser => spec(
+                Post,
+                "/v1/users/{id}/enable",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::ResetPassword => spec(
+                Post,
+                "/v1/users/{id}/reset-password",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::ListUserSessions => spec(
+                Get,
+                "/v1/users/{id}/sessions",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::RevokeUserSessions => spec(
+                Delete,
+                "/v1/users/{id}/sessions",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::CreateWorkspace => {
+                spec(Post, "/v1/workspaces", C::SessionOrApiKey, R::OrgAdmin)
+            }
+            // Lists what the caller may see: every workspace for org admins, else its own.
+            RouteId::ListWorkspaces => spec(Get, "/v1/workspaces", C::SessionOrApiKey, R::None),
+            RouteId::GetWorkspace => spec(
+                Get,
+                "/v1/workspaces/{id}",
+                C::SessionOrApiKey,
+                R::WorkspaceMember,
+            ),
+            RouteId::UpdateWorkspace => spec(
+                Patch,
+                "/v1/workspaces/{id}",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::DisableWorkspace => spec(
+                Post,
+                "/v1/workspaces/{id}/disable",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
+            RouteId::ListMembers => spec(
+                Get,
+                "/v1/workspaces/{id}/members",
+                C::SessionOrApiKey,
+                R::WorkspaceAdmin,
+            ),
+            RouteId::PutMember => spec(
+                Put,
+                "/v1/workspaces/{id}/members/{user_id}",
+                C::SessionOrApiKey,
+                R::WorkspaceAdmin,
+            ),
+            RouteId::RemoveMember => spec(
+                Delete,
+                "/v1/workspaces/{id}/members/{user_id}",
+                C::SessionOrApiKey,
+                R::WorkspaceAdmin,
+            ),
+            RouteId::ListRoles => spec(Get, "/v1/roles", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::PutRole => spec(Put, "/v1/roles/{role}", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::Authorize => spec(Post, "/v1/authorize", C::BodyTokenOrCaller, R::None),
+            RouteId::AuthorizeBatch => {
+                spec(Post, "/v1/authorize/batch", C::BodyTokenOrCaller, R::None)
+            }
+            RouteId::Audit => spec(Get, "/v1/audit", C::SessionOrApiKey, R::OrgAdmin),
         }
     }
 }

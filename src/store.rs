@@ -183,6 +183,12 @@ pub trait FlagStore {
 pub trait Clock {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, where the platform has them (ids use them so that events
+    /// within one second still sort in order).
+    fn now_millis(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 /// A cryptographically secure source of random bytes.

@@ -336,17 +336,23 @@ fn the_route_table_declares_each_route_once_and_resolves_to_it() {
                 "{id:?} twice"
             );
         }
-        let path = spec.pattern.replace("{id}", "x");
-        assert_eq!(
-            resolve(spec.method, &path),
-            RouteMatch::Found(
-                *id,
-                if path == spec.pattern {
-                    vec![]
+        // Every `{param}` gets a value; the matcher must hand them back in order.
+        let mut params = Vec::new();
+        let path: Vec<String> = spec
+            .pattern
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    params.push(format!("p{}", params.len()));
+                    params.last().unwrap().clone()
                 } else {
-                    vec!["x".into()]
+                    segment.to_owned()
                 }
-            )
+            })
+            .collect();
+        assert_eq!(
+            resolve(spec.method, &path.join("/")),
+            RouteMatch::Found(*id, params)
         );
     }
     assert_eq!(

@@ -18,9 +18,13 @@ struct JsClock;
 
 impl Clock for JsClock {
     fn now(&self) -> i64 {
+        self.now_millis().div_euclid(1000)
+    }
+
+    fn now_millis(&self) -> i64 {
         #[allow(clippy::cast_possible_truncation)]
-        let seconds = (js_sys::Date::now() / 1000.0).floor() as i64;
-        seconds
+        let millis = js_sys::Date::now().floor() as i64;
+        millis
     }
 }
 

@@ -1,13 +1,19 @@
 //! Route handlers, one file per resource, and the responses they share (a new or refreshed session).
 
+mod api_keys;
+mod audit;
 mod auth;
+mod authz;
 mod bootstrap;
 mod public;
+mod users;
+mod workspaces;
 
 use cookie::SameSite;
 use serde_json::json;
 
-use crate::app::{App, Caller};
+use crate::app::{App, Caller, Principal};
+use crate::audit::Actor;
 use crate::crypto::{b64url, random_array};
 use crate::error::ApiError;
 use crate::http::{
@@ -38,11 +44,87 @@ pub async fn dispatch<D: Database, F: FlagStore>(
         RouteId::LogoutAll => auth::logout_all(app, request, required(caller)?).await,
         RouteId::ListSessions => auth::list_sessions(app, required(caller)?).await,
         RouteId::DeleteSession => {
-            auth::delete_session(app, request, required(caller)?, param(params)?).await
+            auth::delete_session(app, request, required(caller)?, param(params, 0)?).await
         }
         RouteId::ChangePassword => auth::change_password(app, request, required(caller)?).await,
         RouteId::Me => auth::me(app, required(caller)?).await,
         RouteId::Verify => public::verify(app, request).await,
+        RouteId::CreateApiKey => api_keys::create(app, request, required(caller)?).await,
+        RouteId::ListApiKeys => api_keys::list(app, required(caller)?).await,
+        RouteId::RevokeApiKey => {
+            api_keys::revoke(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::CreateUser => users::create(app, request, required(caller)?).await,
+        RouteId::ListUsers => users::list(app, request, required(caller)?).await,
+        RouteId::GetUser => users::get(app, required(caller)?, param(params, 0)?).await,
+        RouteId::UpdateUser => {
+            users::update(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::DeleteUser => {
+            users::delete(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::DisableUser => {
+            users::disable(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::EnableUser => {
+            users::enable(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::ResetPassword => {
+            users::reset_password(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::ListUserSessions => {
+            users::list_sessions(app, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::RevokeUserSessions => {
+            users::revoke_sessions(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::CreateWorkspace => workspaces::create(app, request, required(caller)?).await,
+        RouteId::ListWorkspaces => workspaces::list(app, request, required(caller)?).await,
+        RouteId::GetWorkspace => workspaces::get(app, required(caller)?, param(params, 0)?).await,
+        RouteId::UpdateWorkspace => {
+            workspaces::update(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::DisableWorkspace => {
+            workspaces::disable(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::ListMembers => {
+            workspaces::list_members(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::PutMember => {
+            workspaces::put_member(
+                app,
+                request,
+                required(caller)?,
+                param(params, 0)?,
+                param(params, 1)?,
+            )
+            .await
+        }
+        RouteId::RemoveMember => {
+            workspaces::remove_member(
+                app,
+                request,
+                required(caller)?,
+                param(params, 0)?,
+                param(params, 1)?,
+            )
+            .await
+        }
+        RouteId::ListRoles => authz::list_roles(app).await,
+        RouteId::PutRole => {
+            authz::put_role(app, request, required(caller)?, param(params, 0)?).await
+        }
+        RouteId::Authorize => authz::authorize(app, request, caller).await,
+        RouteId::AuthorizeBatch => authz::authorize_batch(app, request, caller).await,
+        RouteId::Audit => audit::list(app, request).await,
+    }
+}
+
+/// The audit actor for a caller.
+pub(crate) fn actor(caller: &Caller) -> Actor<'_> {
+    match &caller.principal {
+        Principal::Session { user, .. } => Actor::User(&user.id),
+        Principal::ApiKey { key, .. } => Actor::ApiKey(&key.id),
     }
 }
 
@@ -52,8 +134,11 @@ fn required(caller: Option<Caller>) -> Result<Caller, ApiError> {
     caller.ok_or(ApiError::AuthFailure)
 }
 
-fn param(params: &[String]) -> Result<&str, ApiError> {
-    params.first().map(String::as_str).ok_or(ApiError::NotFound)
+fn param(params: &[String], index: usize) -> Result<&str, ApiError> {
+    params
+        .get(index)
+        .map(String::as_str)
+        .ok_or(ApiError::NotFound)
 }
 
 /// How the client holds its session: in cookies (browsers) or in the response body (programs).

@@ -329,3 +329,80 @@ pub fn rotate(app: &TestApp, refresh_token: &str) -> String {
     assert_eq!(response.status, 200, "refresh: {:?}", response.json_value());
     text(&response.json_value(), "refresh_token")
 }
+
+/// Inserts an active user with a password (at 1000 iterations) straight into the database and returns
+/// its id: for tests that need users without going through the admin API.
+pub fn insert_user(app: &TestApp, email: &str, password: &str, org_admin: bool) -> String {
+    let id = format!("user-{email}");
+    let phc = edgeauth::passwords::hash(password, b"0123456789abcdef", 1000).unwrap();
+    block_on(app.db.batch(vec![
+        edgeauth::stmt!(
+            "INSERT INTO users (id, org_id, email, name, status, org_admin, created_at, updated_at) \
+             VALUES (?1, 'default', ?2, '', 'active', ?3, ?4, ?4)",
+            id.clone(),
+            email,
+            org_admin,
+            T0
+        ),
+        edgeauth::stmt!(
+            "INSERT INTO password_credentials (user_id, org_id, phc, updated_at) VALUES (?1, 'default', ?2, ?3)",
+            id.clone(),
+            phc,
+            T0
+        ),
+    ]))
+    .unwrap();
+    id
+}
+
+/// Inserts a workspace (active unless `disabled`) and returns its id.
+pub fn insert_workspace(app: &TestApp, name: &str, disabled: bool) -> String {
+    let id = format!("ws-{name}");
+    block_on(app.db.execute(edgeauth::stmt!(
+        "INSERT INTO workspaces (id, org_id, name, status, created_at, updated_at) VALUES (?1, 'default', ?2, ?3, ?4, ?4)",
+        id.clone(),
+        name,
+        if disabled { "disabled" } else { "active" },
+        T0
+    )))
+    .unwrap();
+    id
+}
+
+/// Gives `user_id` `role` in `workspace_id`.
+pub fn insert_membership(app: &TestApp, workspace_id: &str, user_id: &str, role: &str) {
+    block_on(app.db.execute(edgeauth::stmt!(
+        "INSERT INTO memberships (org_id, workspace_id, user_id, role, created_at) VALUES ('default', ?1, ?2, ?3, ?4)",
+        workspace_id,
+        user_id,
+        role,
+        T0
+    )))
+    .unwrap();
+}
+
+/// Logs `email` in (token mode) and returns the access token.
+pub fn access_token_for(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    workspace: Option<&str>,
+) -> String {
+    let mut body = json!({ "email": email, "password": password, "session": "token" });
+    if let Some(ws) = workspace {
+        body["workspace"] = json!(ws);
+    }
+    let response = send(app, post("/v1/auth/login", body));
+    assert_eq!(
+        response.status,
+        200,
+        "login {email}: {:?}",
+        response.json_value()
+    );
+    text(&response.json_value(), "access_token")
+}
+
+/// A request with a Bearer credential.
+pub fn with_bearer(request: HttpRequest, credential: &str) -> HttpRequest {
+    request.header("authorization", &format!("Bearer {credential}"))
+}
