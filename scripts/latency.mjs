@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Latency of the hot endpoints under local `wrangler dev`: login (token mode), refresh (chaining
-// the rotated token) and verify. Starts its own server through the e2e harness, bootstraps it,
-// runs N sequential requests per endpoint and prints median / p90 / min in milliseconds.
+// the rotated token), verify (access token and API key) and authorize. Starts its own server
+// through the e2e harness, bootstraps it, runs N sequential requests per endpoint and prints
+// median / p90 / min in milliseconds.
 //
 //   node scripts/latency.mjs            # N = 40
 //   N=100 node scripts/latency.mjs
@@ -13,11 +14,13 @@ const N = Number(process.env.N ?? 40);
 const EMAIL = 'latency@example.com';
 const PASSWORD = 'latency password 1234';
 
-async function post(url, body) {
+async function post(url, body, bearer) {
   const t0 = performance.now();
+  const headers = { 'content-type': 'application/json' };
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers,
     body: JSON.stringify(body),
     redirect: 'manual',
   });
@@ -55,6 +58,7 @@ async function main() {
       body: JSON.stringify({ token: srv.bootstrapToken, email: EMAIL, password: PASSWORD, name: 'Latency' }),
     });
     if (boot.status !== 201) throw new Error(`bootstrap -> ${boot.status} ${await boot.text()}`);
+    const { key: apiKey, workspace } = await boot.json();
 
     // One warm-up of each, not counted.
     let { body: session } = await post(`${base}/v1/auth/login`, { email: EMAIL, password: PASSWORD, session: 'token' });
@@ -89,6 +93,25 @@ async function main() {
       verify.push(r.ms);
     }
 
+    // An API key at /v1/verify (D1 lookup + KV flag), the bootstrap org-admin key.
+    await post(`${base}/v1/verify`, { token: apiKey });
+    const verifyKey = [];
+    for (let i = 0; i < N; i++) {
+      const r = await post(`${base}/v1/verify`, { token: apiKey });
+      if (r.body.active !== true || r.body.kind !== 'api_key') throw new Error(`verify key: ${JSON.stringify(r.body)}`);
+      verifyKey.push(r.ms);
+    }
+
+    // A decision for the caller's own credential (Bearer access token of the admin).
+    const decision = { capability: 'docs:read', workspace: workspace.id };
+    await post(`${base}/v1/authorize`, decision, access);
+    const authorize = [];
+    for (let i = 0; i < N; i++) {
+      const r = await post(`${base}/v1/authorize`, decision, access);
+      if (r.body.allow !== true) throw new Error(`authorize: ${JSON.stringify(r.body)}`);
+      authorize.push(r.ms);
+    }
+
     // Revocation, measured locally: from the moment logout answers to the first /v1/verify that
     // reports the access token inactive (polling as fast as requests return, 5 s cap).
     const revocation = [];
@@ -117,6 +140,8 @@ async function main() {
         ['POST /v1/auth/login (token)', login],
         ['POST /v1/auth/refresh (token)', refresh],
         ['POST /v1/verify (access token)', verify],
+        ['POST /v1/verify (API key)', verifyKey],
+        ['POST /v1/authorize (Bearer access)', authorize],
         ['logout -> verify inactive', revocation],
       ]),
     );

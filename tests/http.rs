@@ -29,6 +29,31 @@ fn bootstrap_works_once_and_every_refusal_is_the_same_401() {
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json_value(), auth_failure_body());
 
+    for malformed in [
+        json!({}),
+        json!({ "token": 5 }),
+        json!({ "email": ADMIN_EMAIL }),
+    ] {
+        let response = send(&app, post("/v1/bootstrap", malformed.clone()));
+        assert_eq!(
+            response.body, wrong.body,
+            "{malformed}: any refusal is the same 401"
+        );
+    }
+    let mut broken =
+        HttpRequest::new(Method::Post, "/v1/bootstrap").header("content-type", "application/json");
+    broken.body = b"{\"token\":".to_vec();
+    assert_eq!(send(&app, broken).status, 401);
+    // With the right token, field errors are explained.
+    let bad_email = send(
+        &app,
+        post(
+            "/v1/bootstrap",
+            json!({ "token": BOOTSTRAP_TOKEN, "email": "nope", "password": ADMIN_PASSWORD }),
+        ),
+    );
+    assert_eq!(bad_email.json_value()["error"]["field"], "email");
+
     let body = bootstrap(&app);
     assert_eq!(body["user"]["org_admin"], true);
     assert_eq!(body["user"]["email"], ADMIN_EMAIL);

@@ -29,7 +29,10 @@ pub(super) async fn status<D: Database, F: FlagStore>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BootstrapBody {
-    token: String,
+    // Judged before this struct is read (see `bootstrap`); declared so unknown-field checking
+    // accepts it.
+    #[serde(default, rename = "token")]
+    _token: Option<serde_json::Value>,
     email: String,
     password: String,
     #[serde(default)]
@@ -40,14 +43,20 @@ pub(super) async fn bootstrap<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let body: BootstrapBody = request.json_body()?;
     let meta = RequestMeta::of(request);
+    // The token is judged before the rest of the body: without the right one, every refusal,
+    // malformed body included, is the same 401.
+    let token = request
+        .json_body::<serde_json::Value>()
+        .ok()
+        .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
     // Any refusal - no token configured, wrong token, already bootstrapped - is the same 401.
     let token_ok = app
         .config
         .bootstrap_token
         .as_ref()
-        .is_some_and(|t| t.matches(body.token.as_bytes()));
+        .zip(token.as_deref())
+        .is_some_and(|(expected, given)| expected.matches(given.as_bytes()));
     if !token_ok || identity::has_any_user(&app.db).await? {
         audit::record(
             app,
@@ -63,6 +72,7 @@ pub(super) async fn bootstrap<D: Database, F: FlagStore>(
         .await?;
         return Err(ApiError::AuthFailure);
     }
+    let body: BootstrapBody = request.json_body()?;
     let email = normalize_email(&body.email, "email")?;
     passwords::check_policy(&body.password, "password")?;
     let name = body

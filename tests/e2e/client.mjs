@@ -299,3 +299,57 @@ export async function assertInactive(srv, token, what = 'token') {
 export async function stopQuietly(srv) {
   if (srv) await srv.stop();
 }
+
+// ---- administration fixtures (matrix.test.mjs, admin.test.mjs) ---------------------------------
+
+/** An id that names nothing (the service's ids are UUIDs; this one is random v4). */
+export function absentId() {
+  return globalThis.crypto.randomUUID();
+}
+
+/** POST /v1/users as `bearer` (an org admin); asserts 201 and returns the user object. */
+export async function createUser(srv, bearer, fields) {
+  const res = await request(srv, 'POST', '/v1/users', { bearer, json: fields });
+  assertStatus(res, 201);
+  assertUser(res.body.user, { email: fields.email.trim().toLowerCase() });
+  return res.body.user;
+}
+
+/** POST /v1/workspaces as `bearer` (an org admin); asserts 201 and returns the workspace object. */
+export async function createWorkspace(srv, bearer, name) {
+  const res = await request(srv, 'POST', '/v1/workspaces', { bearer, json: { name } });
+  assertStatus(res, 201);
+  assert.equal(typeof res.body.workspace?.id, 'string', show(res));
+  return res.body.workspace;
+}
+
+/** POST /v1/api-keys as `bearer`; asserts 201 and returns { api_key, key }. */
+export async function createApiKey(srv, bearer, fields) {
+  const res = await request(srv, 'POST', '/v1/api-keys', { bearer, json: fields });
+  assertStatus(res, 201);
+  assert.match(String(res.body.key), /^ea_/, show(res));
+  assert.equal(typeof res.body.api_key?.id, 'string', show(res));
+  return res.body;
+}
+
+/**
+ * Every page of GET /v1/audit (newest first) as `bearer`, following next_cursor.
+ * `query` holds extra parameters (e.g. { action: 'authorize' }). Returns { events, responses }.
+ */
+export async function auditAll(srv, bearer, query = {}) {
+  const events = [];
+  const responses = [];
+  let cursor;
+  for (let page = 0; page < 1000; page++) {
+    const params = new URLSearchParams({ ...query, limit: '200' });
+    if (cursor) params.set('cursor', cursor);
+    const res = await request(srv, 'GET', `/v1/audit?${params}`, { bearer });
+    assertStatus(res, 200);
+    assert.ok(Array.isArray(res.body.events), show(res));
+    responses.push(res);
+    events.push(...res.body.events);
+    cursor = res.body.next_cursor;
+    if (!cursor) return { events, responses };
+  }
+  throw new Error('GET /v1/audit: more than 1000 pages');
+}
