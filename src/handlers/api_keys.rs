@@ -5,10 +5,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::actor;
+use super::record_change;
 use crate::api_keys::{self, NewKey};
-use crate::app::{App, Caller, Principal, RequestMeta};
-use crate::audit::{self, AuditEvent, Outcome};
+use crate::app::{App, Caller, Principal};
 use crate::authz::Role;
 use crate::crypto::new_id;
 use crate::error::ApiError;
@@ -111,16 +110,13 @@ pub(super) async fn create<D: Database, F: FlagStore>(
         now,
     )
     .await?;
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "api_key_create",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("api_key", &record.id)),
-            detail: Some(json!({ "workspace": record.workspace_id, "role": record.role })),
-        },
+        request,
+        &caller,
+        "api_key_create",
+        ("api_key", &record.id),
+        json!({ "workspace": record.workspace_id, "role": record.role }),
     )
     .await?;
     Ok(HttpResponse::json(
@@ -168,16 +164,13 @@ pub(super) async fn revoke<D: Database, F: FlagStore>(
         .filter(|k| k.user_id == caller.user().id || caller.is_org_admin())
         .ok_or(ApiError::NotFound)?;
     api_keys::revoke(&app.db, &app.flags, &app.config, &key.id, app.clock.now()).await?;
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "api_key_revoke",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("api_key", &key.id)),
-            detail: Some(json!({ "owner": key.user_id })),
-        },
+        request,
+        &caller,
+        "api_key_revoke",
+        ("api_key", &key.id),
+        json!({ "owner": key.user_id }),
     )
     .await?;
     Ok(HttpResponse::no_content())

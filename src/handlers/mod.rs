@@ -128,6 +128,30 @@ pub(crate) fn actor(caller: &Caller) -> Actor<'_> {
     }
 }
 
+/// Records a successful change made by `caller` in the audit log.
+pub(crate) async fn record_change<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    request: &HttpRequest,
+    caller: &Caller,
+    action: &str,
+    target: (&str, &str),
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    crate::audit::record(
+        app,
+        &crate::app::RequestMeta::of(request),
+        crate::audit::AuditEvent {
+            action,
+            outcome: crate::audit::Outcome::Success,
+            actor: actor(caller),
+            target: Some(target),
+            detail: (!detail.is_null()).then_some(detail),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Routes whose credential is not `None` always have a caller; this turns a broken invariant
 /// into a refusal rather than a panic.
 fn required(caller: Option<Caller>) -> Result<Caller, ApiError> {

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-use super::actor;
+use super::{actor, record_change};
 use crate::app::{App, Caller, RequestMeta};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::crypto::{b64url, new_id, random_array};
@@ -454,19 +454,16 @@ pub(super) async fn update<D: Database, F: FlagStore>(
         }
         return Err(conflict(LAST_ADMIN));
     }
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "user_update",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("user", id)),
-            detail: Some(json!({
-                "fields": fields,
-                "org_admin": org_admin,
-            })),
-        },
+        request,
+        &caller,
+        "user_update",
+        ("user", id),
+        json!({
+            "fields": fields,
+            "org_admin": org_admin,
+        }),
     )
     .await?;
     reread(app, id).await
@@ -505,19 +502,16 @@ pub(super) async fn delete<D: Database, F: FlagStore>(
         existing(app, id).await?;
         return Err(conflict(LAST_ADMIN));
     }
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "user_delete",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("user", id)),
-            detail: Some(json!({
-                "email": user.email,
-                "sessions_revoked": revoked.len(),
-            })),
-        },
+        request,
+        &caller,
+        "user_delete",
+        ("user", id),
+        json!({
+            "email": user.email,
+            "sessions_revoked": revoked.len(),
+        }),
     )
     .await?;
     Ok(HttpResponse::no_content())
@@ -553,16 +547,13 @@ pub(super) async fn disable<D: Database, F: FlagStore>(
     // rewrites them, so a KV failure here is healed by a retry.
     let revoked = sessions::revoke_all_for_user(app, id, RevokeReason::UserDisabled, None).await?;
     flags::revoke_user_tokens(&app.flags, &app.config, id, now).await?;
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "user_disable",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("user", id)),
-            detail: Some(json!({ "sessions_revoked": revoked.len() })),
-        },
+        request,
+        &caller,
+        "user_disable",
+        ("user", id),
+        json!({ "sessions_revoked": revoked.len() }),
     )
     .await?;
     reread(app, id).await
@@ -596,16 +587,13 @@ pub(super) async fn enable<D: Database, F: FlagStore>(
         ))
         .await?;
     if changed == 1 {
-        audit::record(
+        record_change(
             app,
-            &RequestMeta::of(request),
-            AuditEvent {
-                action: "user_enable",
-                outcome: Outcome::Success,
-                actor: actor(&caller),
-                target: Some(("user", id)),
-                detail: None,
-            },
+            request,
+            &caller,
+            "user_enable",
+            ("user", id),
+            serde_json::Value::Null,
         )
         .await?;
     }
@@ -652,16 +640,13 @@ pub(super) async fn reset_password<D: Database, F: FlagStore>(
     }
     // Whoever held the old password loses every session now.
     let revoked = sessions::revoke_all_for_user(app, id, RevokeReason::AdminRevoked, None).await?;
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "user_reset_password",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("user", id)),
-            detail: Some(json!({ "sessions_revoked": revoked.len() })),
-        },
+        request,
+        &caller,
+        "user_reset_password",
+        ("user", id),
+        json!({ "sessions_revoked": revoked.len() }),
     )
     .await?;
     let mut response =
@@ -692,16 +677,13 @@ pub(super) async fn revoke_sessions<D: Database, F: FlagStore>(
 ) -> Result<HttpResponse, ApiError> {
     existing(app, id).await?;
     let revoked = sessions::revoke_all_for_user(app, id, RevokeReason::AdminRevoked, None).await?;
-    audit::record(
+    record_change(
         app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action: "user_sessions_revoke",
-            outcome: Outcome::Success,
-            actor: actor(&caller),
-            target: Some(("user", id)),
-            detail: Some(json!({ "sessions_revoked": revoked.len() })),
-        },
+        request,
+        &caller,
+        "user_sessions_revoke",
+        ("user", id),
+        json!({ "sessions_revoked": revoked.len() }),
     )
     .await?;
     Ok(HttpResponse::no_content())

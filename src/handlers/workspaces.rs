@@ -5,38 +5,14 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::actor;
-use crate::app::{App, Caller, RequestMeta};
-use crate::audit::{self, AuditEvent, Outcome};
+use super::record_change;
+use crate::app::{App, Caller};
 use crate::crypto::new_id;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::identity;
 use crate::store::{Database, FlagStore};
 use crate::workspaces::{self, PutMemberError, Workspace};
-
-async fn record<D: Database, F: FlagStore>(
-    app: &App<D, F>,
-    request: &HttpRequest,
-    caller: &Caller,
-    action: &str,
-    target: (&str, &str),
-    detail: serde_json::Value,
-) -> Result<(), ApiError> {
-    audit::record(
-        app,
-        &RequestMeta::of(request),
-        AuditEvent {
-            action,
-            outcome: Outcome::Success,
-            actor: actor(caller),
-            target: Some(target),
-            detail: Some(detail),
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 fn workspace_response(status: u16, workspace: &Workspace) -> HttpResponse {
     HttpResponse::json(status, &json!({ "workspace": workspace.to_json() }))
@@ -57,7 +33,7 @@ pub(super) async fn create<D: Database, F: FlagStore>(
     let name = workspaces::normalize_name(&body.name)?;
     let id = new_id(app.clock.as_ref(), app.random.as_ref())?;
     let workspace = workspaces::create(&app.db, &id, &name, app.clock.now()).await?;
-    record(
+    record_change(
         app,
         request,
         &caller,
@@ -114,7 +90,7 @@ pub(super) async fn update<D: Database, F: FlagStore>(
     let workspace = workspaces::rename(&app.db, id, &name, app.clock.now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    record(
+    record_change(
         app,
         request,
         &caller,
@@ -144,7 +120,7 @@ pub(super) async fn disable<D: Database, F: FlagStore>(
         .await?
         .ok_or(ApiError::NotFound)?;
     if changed {
-        record(
+        record_change(
             app,
             request,
             &caller,
@@ -204,7 +180,7 @@ pub(super) async fn put_member<D: Database, F: FlagStore>(
         }
         Err(PutMemberError::Backend(err)) => return Err(err.into()),
     };
-    record(
+    record_change(
         app,
         request,
         &caller,
@@ -233,7 +209,7 @@ pub(super) async fn remove_member<D: Database, F: FlagStore>(
     let removed = workspaces::remove_member(&app.db, id, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    record(
+    record_change(
         app,
         request,
         &caller,
