@@ -119,8 +119,11 @@ pub async fn find_user_by_email<D: Database>(
     email: &str,
 ) -> Result<Option<User>, BackendError> {
     db.query_one(stmt!(
-        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
-         FROM users WHERE org_id = ?1 AND email = ?2",
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.org_id = ?1 AND u.email = ?2"
+        ),
         ORG_ID,
         email
     ))
@@ -135,8 +138,11 @@ pub async fn find_user_by_username<D: Database>(
     username: &str,
 ) -> Result<Option<User>, BackendError> {
     db.query_one(stmt!(
-        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
-         FROM users WHERE org_id = ?1 AND username = ?2",
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.org_id = ?1 AND u.username = ?2"
+        ),
         ORG_ID,
         username
     ))
@@ -148,8 +154,11 @@ pub async fn find_user_by_username<D: Database>(
 /// Finds a user by id.
 pub async fn find_user<D: Database>(db: &D, id: &str) -> Result<Option<User>, BackendError> {
     db.query_one(stmt!(
-        "SELECT id, email, username, name, status, org_admin, must_change_password, created_at \
-         FROM users WHERE org_id = ?1 AND id = ?2",
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.org_id = ?1 AND u.id = ?2"
+        ),
         ORG_ID,
         id
     ))
