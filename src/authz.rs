@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::error::ApiError;
 use crate::store::{BackendError, Database};
 use crate::{stmt, ORG_ID};
 
@@ -51,6 +52,16 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Parses a role given in a request body (`field` `role`): `400` for anything but the three roles.
+pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
+    Role::parse(raw).ok_or_else(|| {
+        ApiError::invalid(
+            Some("role"),
+            "role must be \"viewer\", \"editor\" or \"admin\"",
+        )
+    })
 }
 
 /// Longest capability string we accept.

@@ -306,6 +306,14 @@ pub async fn workspace_status<D: Database>(
     .transpose()
 }
 
+/// Whether `workspace_id` exists and is active.
+pub async fn is_workspace_active<D: Database>(
+    db: &D,
+    workspace_id: &str,
+) -> Result<bool, BackendError> {
+    Ok(workspace_status(db, workspace_id).await?.as_deref() == Some("active"))
+}
+
 /// Whether another user than `except_id` already has `email` (normalised).
 pub async fn email_taken<D: Database>(
     db: &D,

@@ -93,16 +93,6 @@ pub fn normalize_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-/// Parses a membership role (`viewer`, `editor` or `admin`).
-pub fn parse_role(raw: &str) -> Result<Role, ApiError> {
-    Role::parse(raw).ok_or_else(|| {
-        ApiError::invalid(
-            Some("role"),
-            "role must be \"viewer\", \"editor\" or \"admin\"",
-        )
-    })
-}
-
 /// Creates an active workspace.
 pub async fn create<D: Database>(
     db: &D,

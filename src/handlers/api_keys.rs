@@ -8,7 +8,7 @@ use serde_json::json;
 use super::record_change;
 use crate::api_keys::{self, NewKey};
 use crate::app::{App, Caller, Principal};
-use crate::authz::Role;
+use crate::authz::{self, Role};
 use crate::crypto::new_id;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
@@ -44,9 +44,7 @@ pub(super) async fn create<D: Database, F: FlagStore>(
     }
     let role = match body.role.as_deref() {
         None => None,
-        Some(r) => Some(Role::parse(r).ok_or_else(|| {
-            ApiError::invalid(Some("role"), "role must be viewer, editor or admin")
-        })?),
+        Some(r) => Some(authz::parse_role(r)?),
     };
     let expires_at = match body.expires_at.as_deref() {
         None => None,
@@ -86,7 +84,8 @@ pub(super) async fn create<D: Database, F: FlagStore>(
     if let Some(workspace) = &body.workspace {
         let memberships = identity::find_memberships(&app.db, &caller.user().id).await?;
         let member = caller.role_in(workspace, &memberships).is_some();
-        let exists_for_admin = caller.is_org_admin() && workspace_is_active(app, workspace).await?;
+        let exists_for_admin =
+            caller.is_org_admin() && identity::is_workspace_active(&app.db, workspace).await?;
         if !member && !exists_for_admin {
             return Err(ApiError::invalid(
                 Some("workspace"),
@@ -123,21 +122,6 @@ pub(super) async fn create<D: Database, F: FlagStore>(
         201,
         &json!({ "api_key": record.to_json(), "key": plaintext }),
     ))
-}
-
-async fn workspace_is_active<D: Database, F: FlagStore>(
-    app: &App<D, F>,
-    workspace_id: &str,
-) -> Result<bool, ApiError> {
-    Ok(app
-        .db
-        .query_one(crate::stmt!(
-            "SELECT 1 AS one FROM workspaces WHERE org_id = ?1 AND id = ?2 AND status = 'active'",
-            crate::ORG_ID,
-            workspace_id
-        ))
-        .await?
-        .is_some())
 }
 
 pub(super) async fn list<D: Database, F: FlagStore>(

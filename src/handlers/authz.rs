@@ -258,15 +258,7 @@ async fn allows<D: Database, F: FlagStore>(
 ) -> Result<bool, ApiError> {
     if org_admin {
         // Org admins hold every capability in every active workspace of the organisation.
-        return Ok(app
-            .db
-            .query_one(stmt!(
-                "SELECT 1 AS one FROM workspaces WHERE org_id = ?1 AND id = ?2 AND status = 'active'",
-                ORG_ID,
-                workspace
-            ))
-            .await?
-            .is_some());
+        return Ok(identity::is_workspace_active(&app.db, workspace).await?);
     }
     // Memberships only count in active workspaces; an API key is capped by its ceiling and scope.
     let Some(role) = subject.role_in(workspace, memberships) else {

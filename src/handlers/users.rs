@@ -13,6 +13,7 @@ use serde_json::json;
 use super::{actor, record_change};
 use crate::app::{App, Caller, RequestMeta};
 use crate::audit::{self, AuditEvent, Outcome};
+use crate::authz;
 use crate::crypto::{b64url, new_id, random_array};
 use crate::error::ApiError;
 use crate::flags;
@@ -62,18 +63,6 @@ fn user_response(status: u16, user: &User) -> HttpResponse {
     HttpResponse::json(status, &json!({ "user": user.to_json() }))
 }
 
-fn parse_role(role: &str) -> Result<&'static str, ApiError> {
-    match role {
-        "viewer" => Ok("viewer"),
-        "editor" => Ok("editor"),
-        "admin" => Ok("admin"),
-        _ => Err(ApiError::invalid(
-            Some("role"),
-            "role must be \"viewer\", \"editor\" or \"admin\"",
-        )),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
@@ -116,7 +105,7 @@ pub(super) async fn create<D: Database, F: FlagStore>(
         }
         (None, None) => None,
         (Some(_), None) => Some("viewer"),
-        (Some(_), Some(role)) => Some(parse_role(role)?),
+        (Some(_), Some(role)) => Some(authz::parse_role(role)?.as_str()),
     };
     if let Some(workspace) = &body.workspace {
         if identity::workspace_status(&app.db, workspace)

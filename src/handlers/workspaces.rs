@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::record_change;
 use crate::app::{App, Caller};
+use crate::authz;
 use crate::crypto::new_id;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
@@ -166,7 +167,7 @@ pub(super) async fn put_member<D: Database, F: FlagStore>(
     user_id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let body: RoleBody = request.json_body()?;
-    let role = workspaces::parse_role(&body.role)?;
+    let role = authz::parse_role(&body.role)?;
     let previous = workspaces::find_member(&app.db, id, user_id).await?;
     let member = match workspaces::put_member(&app.db, id, user_id, role, app.clock.now()).await {
         Ok(member) => member,
