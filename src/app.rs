@@ -10,6 +10,7 @@ use crate::flags;
 use crate::handlers;
 use crate::http::{HttpRequest, HttpResponse, Method, ACCESS_COOKIE};
 use crate::identity::{self, User};
+use crate::mail::Outbox;
 use crate::routes::{self, Credential, Requirement, RouteId, RouteMatch};
 use crate::store::{BackendError, Clock, Database, FlagStore, Random};
 use crate::tokens::{self, KeyRing, VerifiedAccess};
@@ -26,6 +27,8 @@ pub struct App<D, F> {
     pub random: Box<dyn Random>,
     /// Configuration.
     pub config: Config,
+    /// Mail this request wants sent; delivered by the edge after the response.
+    pub outbox: Outbox,
 }
 
 impl<D, F> std::fmt::Debug for App<D, F> {

@@ -126,6 +126,18 @@ impl Config {
             });
         }
 
+        let allowed_redirects = get("ALLOWED_REDIRECTS")
+            .map(|l| split_list(&l))
+            .unwrap_or_default();
+        for entry in &allowed_redirects {
+            if let Some(problem) = crate::redirects::allow_entry_problem(entry) {
+                return Err(ConfigError::Invalid {
+                    name: "ALLOWED_REDIRECTS",
+                    reason: format!("`{entry}`: {problem}"),
+                });
+            }
+        }
+
         let access_token_ttl = number(&get, "ACCESS_TOKEN_TTL", 600, 60, 86_400)?;
         let refresh_idle_ttl = number(&get, "REFRESH_IDLE_TTL", 1_209_600, 60, 31_536_000)?;
         let refresh_absolute_ttl = number(&get, "REFRESH_ABSOLUTE_TTL", 2_592_000, 60, 31_536_000)?;
@@ -135,9 +147,7 @@ impl Config {
             issuer: get("ISSUER").unwrap_or_else(|| public_url.clone()),
             audience: get("AUDIENCE").unwrap_or_else(|| public_url.clone()),
             allowed_origins,
-            allowed_redirects: get("ALLOWED_REDIRECTS")
-                .map(|l| split_list(&l))
-                .unwrap_or_default(),
+            allowed_redirects,
             access_token_ttl,
             refresh_idle_ttl,
             refresh_absolute_ttl,

@@ -14,6 +14,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const ACCESS_COOKIE: &str = "__Host-edgeauth-access";
 /// Cookie that carries the refresh token.
 pub const REFRESH_COOKIE: &str = "__Host-edgeauth-refresh";
+/// Cookie that binds magic-link attempts to the browser that asked for them.
+pub const LINK_COOKIE: &str = "__Host-edgeauth-link";
 
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +182,32 @@ impl HttpRequest {
             .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
             .find(|(key, _)| percent_decode(key).as_deref() == Some(name))
             .and_then(|(_, value)| percent_decode(value))
+    }
+
+    /// Decodes an `application/x-www-form-urlencoded` body (what an HTML form posts) into its
+    /// fields, in order. A broken escape, invalid UTF-8 or a repeated field is a `400`, so a value
+    /// is never silently chosen from two.
+    pub fn form_fields(&self) -> Result<Vec<(String, String)>, ApiError> {
+        if self.body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        if !self.has_content_type("application/x-www-form-urlencoded") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|_| ApiError::invalid(None, "form body is not valid UTF-8"))?;
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || ApiError::invalid(None, "form body is not valid url-encoding");
+            let name = percent_decode(raw_name).ok_or_else(bad)?;
+            let value = percent_decode(raw_value).ok_or_else(bad)?;
+            if fields.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::invalid(Some(&name), "field given more than once"));
+            }
+            fields.push((name, value));
+        }
+        Ok(fields)
     }
 
     /// Whether the `Content-Type` is `mime` (parameters such as charset ignored).

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use crate::app::App;
 use crate::config::Config;
 use crate::crypto::{b64url, derive_key, hex, hmac_sha256, new_id, random_array, sha256_hex};
+pub use crate::sessions::SessionMode;
 use crate::store::{BackendError, Database, FlagStore, Random, Row};
 use crate::{stmt, ORG_ID};
 
@@ -73,35 +74,6 @@ impl Purpose {
     }
 }
 
-/// How the session that the attempt leads to is delivered (the request's `"session"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionMode {
-    /// Cookies; the binding travels in the `__Host-edgeauth-link` cookie.
-    Cookie,
-    /// Tokens in the body; the binding is the `attempt` value the client sends back.
-    Token,
-}
-
-impl SessionMode {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionMode::Cookie => "cookie",
-            SessionMode::Token => "token",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self, BackendError> {
-        match text {
-            "cookie" => Ok(SessionMode::Cookie),
-            "token" => Ok(SessionMode::Token),
-            other => Err(BackendError::Decode(format!(
-                "unknown session mode `{other}`"
-            ))),
-        }
-    }
-}
-
 /// What a new attempt is about.
 #[derive(Debug, Clone, Copy)]
 pub struct NewAttempt<'a> {
@@ -115,6 +87,9 @@ pub struct NewAttempt<'a> {
     pub redirect_to: Option<&'a str>,
     /// Cookie or token delivery of the resulting session.
     pub session_mode: SessionMode,
+    /// A binding the browser already holds (its link cookie), to bind this attempt to as well, so
+    /// that every link one browser asked for works in it; `None` draws a new one.
+    pub binding: Option<&'a str>,
 }
 
 /// The plaintexts of a new attempt: they exist only in this value, the mail and the client. `Debug`
@@ -184,7 +159,9 @@ impl Attempt {
             user_id: row.opt_text("user_id")?,
             purpose: Purpose::parse(&row.text("purpose")?)?,
             redirect_to: row.opt_text("redirect_to")?,
-            session_mode: SessionMode::parse(&row.text("session_mode")?)?,
+            session_mode: SessionMode::parse(&row.text("session_mode")?).ok_or_else(|| {
+                BackendError::Decode("unknown session mode in magic_link_attempts".into())
+            })?,
             created_at: row.int("created_at")?,
             expires_at: row.int("expires_at")?,
         })
@@ -262,6 +239,23 @@ pub fn generate_code(random: &dyn Random) -> Result<String, BackendError> {
     ))
 }
 
+/// A fresh binding value (base64url, 256 bits). Also what an address that gets no mail is given, so
+/// that its answer looks like every other.
+pub fn new_binding(random: &dyn Random) -> Result<Zeroizing<String>, BackendError> {
+    Ok(Zeroizing::new(b64url(&random_array::<SECRET_BYTES>(
+        random,
+    )?)))
+}
+
+/// Whether `value` looks like a binding we issued (43 base64url characters): only such a value is
+/// reused from a cookie, so a planted odd value cannot shape what we store.
+pub fn is_binding_shaped(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Creates an attempt that expires `MAGIC_LINK_TTL` seconds from now. Returns the secrets for the
 /// mail and the client, and the attempt's id. Only hashes are stored.
 pub async fn create_attempt<D: Database, F: FlagStore>(
@@ -272,10 +266,14 @@ pub async fn create_attempt<D: Database, F: FlagStore>(
     let now = app.clock.now();
     let random = app.random.as_ref();
     let id = new_id(app.clock.as_ref(), random)?;
+    let binding = match new.binding.filter(|b| is_binding_shaped(b)) {
+        Some(existing) => Zeroizing::new(existing.to_owned()),
+        None => new_binding(random)?,
+    };
     let secrets = AttemptSecrets {
         token: Zeroizing::new(b64url(&random_array::<SECRET_BYTES>(random)?)),
         code: Zeroizing::new(generate_code(random)?),
-        binding: Zeroizing::new(b64url(&random_array::<SECRET_BYTES>(random)?)),
+        binding,
     };
     app.db
         .execute(stmt!(
@@ -366,8 +364,9 @@ pub async fn consume_by_token<D: Database, F: FlagStore>(
 
 /// Checks a code typed by the user for the live attempt of `email` and `binding`.
 ///
-/// One conditional `UPDATE` decides everything: on the live attempt (unconsumed, unexpired, fewer
-/// than [`MAX_CODE_FAILURES`] wrong codes) a right code sets `consumed_at`, a wrong one increments
+/// One conditional `UPDATE` decides everything: on the newest live attempt of this address and
+/// binding (unconsumed, unexpired, fewer than [`MAX_CODE_FAILURES`] wrong codes; a browser that
+/// asked twice holds two, and the code it types is the one of the latest mail) a right code sets `consumed_at`, a wrong one increments
 /// `code_failures`. SQLite evaluates every `SET` expression against the row as it was, and the row
 /// is written once, so there is no read-then-write window: two right codes at once consume once,
 /// and concurrent wrong guesses can never test more than five codes in total. Input that is not six
@@ -389,8 +388,10 @@ pub async fn consume_by_code<D: Database, F: FlagStore>(
                 "UPDATE magic_link_attempts \
                  SET consumed_at = CASE WHEN code_hash = ?1 THEN ?2 ELSE NULL END, \
                      code_failures = code_failures + CASE WHEN code_hash = ?1 THEN 0 ELSE 1 END \
-                 WHERE org_id = ?3 AND email = ?4 AND binding_hash = ?5 \
-                   AND consumed_at IS NULL AND expires_at > ?2 AND code_failures < ?6 \
+                 WHERE id = (SELECT id FROM magic_link_attempts \
+                             WHERE org_id = ?3 AND email = ?4 AND binding_hash = ?5 \
+                               AND consumed_at IS NULL AND expires_at > ?2 AND code_failures < ?6 \
+                             ORDER BY created_at DESC, id DESC LIMIT 1) \
                  RETURNING consumed_at, code_failures, ",
                 attempt_columns!()
             ),
@@ -411,25 +412,4 @@ pub async fn consume_by_code<D: Database, F: FlagStore>(
     Ok(CodeOutcome::WrongCode {
         failures_left: (MAX_CODE_FAILURES - row.int("code_failures")?).max(0),
     })
-}
-
-/// How many attempts were created for `email` at or after `since` (unix seconds): the count behind
-/// the per-address mail limit (e.g. 5 per 15 minutes). Counts consumed and expired attempts too,
-/// since each of them sent a mail.
-pub async fn count_recent<D: Database, F: FlagStore>(
-    app: &App<D, F>,
-    email: &str,
-    since: i64,
-) -> Result<i64, BackendError> {
-    let row = app
-        .db
-        .query_one(stmt!(
-            "SELECT COUNT(*) AS n FROM magic_link_attempts \
-             WHERE org_id = ?1 AND email = ?2 AND created_at >= ?3",
-            ORG_ID,
-            email,
-            since
-        ))
-        .await?;
-    row.map_or(Ok(0), |r| r.int("n"))
 }

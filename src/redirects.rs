@@ -92,6 +92,17 @@ pub fn check_redirect(candidate: &str, allowed: &[String]) -> Result<String, Red
     }
 }
 
+/// Why `entry` cannot be an allow-list entry, or `None` if it can: an absolute http(s) URL that passes
+/// every rule a candidate must pass, without query or fragment. Config checks each entry with this,
+/// so a typo is a startup error instead of an entry that silently matches nothing.
+pub fn allow_entry_problem(entry: &str) -> Option<String> {
+    match parse(entry) {
+        Err(error) => Some(error.to_string().replacen("redirect_to", "entry", 1)),
+        Ok(url) if !url.rest.is_empty() => Some("entry must not have a query or fragment".into()),
+        Ok(_) => None,
+    }
+}
+
 /// Whether `path` lies under `base` on a segment boundary: `/dash` admits `/dash` and `/dash/x` but
 /// not `/dashboard`; `/dash/` and `/` admit everything below them.
 fn path_within(path: &str, base: &str) -> bool {

@@ -68,6 +68,16 @@ pub enum RouteId {
     Refresh,
     /// `POST /v1/auth/logout`
     Logout,
+    /// `POST /v1/auth/magic-link`
+    MagicLinkRequest,
+    /// `GET /v1/auth/magic-link/verify` (the confirmation page; consumes nothing)
+    MagicLinkPage,
+    /// `POST /v1/auth/magic-link/verify`
+    MagicLinkVerify,
+    /// `POST /v1/auth/magic-link/code`
+    MagicLinkCode,
+    /// `POST /v1/auth/register`
+    Register,
     /// `POST /v1/auth/logout-all`
     LogoutAll,
     /// `GET /v1/auth/sessions`
@@ -132,6 +142,16 @@ pub enum RouteId {
     AuthorizeBatch,
     /// `GET /v1/audit`
     Audit,
+    /// `GET /login` (sign-in page)
+    SignInPage,
+    /// `GET /signup` (sign-up page)
+    SignUpPage,
+    /// `GET /login/code` (code entry page)
+    CodePage,
+    /// `GET /account` (the signed-in user's sessions)
+    AccountPage,
+    /// `GET /assets/{name}` (the pages' script and stylesheet)
+    Asset,
 }
 
 const fn spec(
@@ -150,7 +170,7 @@ const fn spec(
 
 impl RouteId {
     /// Every route, in matching order.
-    pub const ALL: [RouteId; 40] = [
+    pub const ALL: [RouteId; 50] = [
         RouteId::Health,
         RouteId::Jwks,
         RouteId::OpenIdConfiguration,
@@ -159,6 +179,11 @@ impl RouteId {
         RouteId::Login,
         RouteId::Refresh,
         RouteId::Logout,
+        RouteId::MagicLinkRequest,
+        RouteId::MagicLinkPage,
+        RouteId::MagicLinkVerify,
+        RouteId::MagicLinkCode,
+        RouteId::Register,
         RouteId::LogoutAll,
         RouteId::ListSessions,
         RouteId::DeleteSession,
@@ -191,6 +216,11 @@ impl RouteId {
         RouteId::Authorize,
         RouteId::AuthorizeBatch,
         RouteId::Audit,
+        RouteId::SignInPage,
+        RouteId::SignUpPage,
+        RouteId::CodePage,
+        RouteId::AccountPage,
+        RouteId::Asset,
     ];
 
     /// The declaration of this route. No default arm: a new route must be declared here.
@@ -210,6 +240,13 @@ impl RouteId {
             // The refresh token is the credential, read by the handler (with the CSRF rule).
             RouteId::Refresh => spec(Post, "/v1/auth/refresh", C::None, R::None),
             RouteId::Logout => spec(Post, "/v1/auth/logout", C::SessionOrRefresh, R::None),
+            // The magic-link routes need no caller credential: the mail's token or code and the
+            // browser's binding are the proof, checked by the handlers.
+            RouteId::MagicLinkRequest => spec(Post, "/v1/auth/magic-link", C::None, R::None),
+            RouteId::MagicLinkPage => spec(Get, "/v1/auth/magic-link/verify", C::None, R::None),
+            RouteId::MagicLinkVerify => spec(Post, "/v1/auth/magic-link/verify", C::None, R::None),
+            RouteId::MagicLinkCode => spec(Post, "/v1/auth/magic-link/code", C::None, R::None),
+            RouteId::Register => spec(Post, "/v1/auth/register", C::None, R::None),
             RouteId::LogoutAll => spec(Post, "/v1/auth/logout-all", C::Session, R::None),
             RouteId::ListSessions => spec(Get, "/v1/auth/sessions", C::Session, R::None),
             RouteId::DeleteSession => spec(Delete, "/v1/auth/sessions/{id}", C::Session, R::None),
@@ -308,6 +345,13 @@ impl RouteId {
                 spec(Post, "/v1/authorize/batch", C::BodyTokenOrCaller, R::None)
             }
             RouteId::Audit => spec(Get, "/v1/audit", C::SessionOrApiKey, R::OrgAdmin),
+            // Pages are public HTML; the account page's script calls the session routes, which
+            // check the credential.
+            RouteId::SignInPage => spec(Get, "/login", C::None, R::None),
+            RouteId::SignUpPage => spec(Get, "/signup", C::None, R::None),
+            RouteId::CodePage => spec(Get, "/login/code", C::None, R::None),
+            RouteId::AccountPage => spec(Get, "/account", C::None, R::None),
+            RouteId::Asset => spec(Get, "/assets/{name}", C::None, R::None),
         }
     }
 }

@@ -16,11 +16,52 @@ use crate::config::Config;
 use crate::crypto::{
     b64url, b64url_decode, ct_eq, derive_key, hmac_sha256, new_id, random_array, sha256_hex,
 };
+use crate::error::ApiError;
 use crate::flags;
 use crate::store::{BackendError, Database, FlagStore, Row};
 use crate::time::rfc3339;
 use crate::tokens::AccessClaims;
 use crate::{stmt, ORG_ID};
+
+/// How a client holds its session: in cookies (browsers) or in response bodies (programs). Chosen by
+/// the request's `"session"` field at login or magic-link request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Both tokens in `__Host-` cookies; the refresh token never appears in a body. A magic-link
+    /// binding travels in the `__Host-edgeauth-link` cookie.
+    Cookie,
+    /// Both tokens in the body; no cookies. A magic-link binding is the `attempt` value.
+    Token,
+}
+
+impl SessionMode {
+    /// The request and stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Cookie => "cookie",
+            SessionMode::Token => "token",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cookie" => Some(SessionMode::Cookie),
+            "token" => Some(SessionMode::Token),
+            _ => None,
+        }
+    }
+
+    /// Parses a request's optional `"session"` field (absent: cookie).
+    pub fn from_request(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None => Ok(SessionMode::Cookie),
+            Some(text) => Self::parse(text).ok_or_else(|| {
+                ApiError::invalid(Some("session"), "session must be \"cookie\" or \"token\"")
+            }),
+        }
+    }
+}
 
 /// How the session was authenticated (the `amr` value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

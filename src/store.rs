@@ -140,6 +140,8 @@ pub enum BackendError {
     Random(String),
     /// A row did not have the expected shape.
     Decode(String),
+    /// Mail could not be delivered (only ever logged: delivery happens after the response).
+    Mail(String),
 }
 
 impl fmt::Display for BackendError {
@@ -149,6 +151,7 @@ impl fmt::Display for BackendError {
             BackendError::Flags(m) => write!(f, "flag store: {m}"),
             BackendError::Random(m) => write!(f, "randomness: {m}"),
             BackendError::Decode(m) => write!(f, "decode: {m}"),
+            BackendError::Mail(m) => write!(f, "mail: {m}"),
         }
     }
 }

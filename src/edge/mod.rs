@@ -4,6 +4,7 @@
 
 mod d1;
 mod kv;
+mod mail;
 
 use worker::{event, Context, Env, Headers, Request, Response};
 
@@ -11,6 +12,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
+use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
 
 /// `Date.now()`: wall-clock time in the isolate.
@@ -55,17 +57,17 @@ impl log::Log for ConsoleLogger {
 static LOGGER: ConsoleLogger = ConsoleLogger;
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     // Ignoring the error is right: it only says a logger is already installed in this isolate.
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
-    let response = match handle(request, &env).await {
+    let response = match handle(request, &env, &ctx).await {
         Ok(response) => response,
         Err(error) => error.to_response(),
     };
     to_worker_response(response)
 }
 
-async fn handle(mut request: Request, env: &Env) -> Result<HttpResponse, ApiError> {
+async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
     let http_request = read_request(&mut request).await?;
     let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
     let db = env.d1("DB").map_err(|e| ApiError::Unavailable {
@@ -80,8 +82,17 @@ async fn handle(mut request: Request, env: &Env) -> Result<HttpResponse, ApiErro
         clock: Box::new(JsClock),
         random: Box::new(JsRandom),
         config,
+        outbox: Outbox::default(),
     };
-    Ok(app.handle(&http_request).await)
+    let response = app.handle(&http_request).await;
+    // Mail goes out after the answer: the client does not wait for the provider, and an address
+    // that gets mail is answered as fast as one that gets none.
+    let mails = app.outbox.drain();
+    if !mails.is_empty() {
+        let config = app.config;
+        ctx.wait_until(async move { mail::deliver_all(&config, mails).await });
+    }
+    Ok(response)
 }
 
 async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{no_content_clearing_cookies, session_response, SessionMode};
+use super::{no_content_clearing_cookies, reject_foreign_origin, session_response};
 use crate::app::{App, Caller, Principal, RequestMeta};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::crypto::random_array;
@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, REFRESH_COOKIE};
 use crate::identity::{self, normalize_email, User};
 use crate::passwords::{self, StoredHash, SALT_BYTES};
-use crate::sessions::{self, AuthMethod, RefreshError, RevokeReason};
+use crate::sessions::{self, AuthMethod, RefreshError, RevokeReason, SessionMode};
 use crate::stmt;
 use crate::store::{Database, FlagStore};
 
@@ -36,15 +36,9 @@ pub(super) async fn login<D: Database, F: FlagStore>(
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let body: LoginBody = request.json_body()?;
-    let mode = SessionMode::parse(body.session.as_deref())?;
-    // Login CSRF: a browser posting from a foreign page always sends its Origin. Clients that send
-    // none (servers, CLIs) are not browsers and cannot be made to carry someone else's cookies.
+    let mode = SessionMode::from_request(body.session.as_deref())?;
     if mode == SessionMode::Cookie {
-        if let Some(origin) = request.header_value("origin") {
-            if !app.config.is_allowed_origin(origin) {
-                return Err(ApiError::Csrf);
-            }
-        }
+        reject_foreign_origin(app, request)?;
     }
     let password_too_long = body.password.len() > passwords::MAX_PASSWORD_BYTES;
     let identifier = match (&body.email, &body.username) {
@@ -151,18 +145,11 @@ pub(super) async fn login<D: Database, F: FlagStore>(
             outcome: Outcome::Success,
             actor: Actor::User(&user.id),
             target: Some(("session", &session.id)),
-            detail: Some(json!({ "method": "pwd", "mode": mode_name(mode) })),
+            detail: Some(json!({ "method": "pwd", "mode": mode.as_str() })),
         },
     )
     .await?;
     session_response(app, &user, &session, &refresh_token, mode).await
-}
-
-fn mode_name(mode: SessionMode) -> &'static str {
-    match mode {
-        SessionMode::Cookie => "cookie",
-        SessionMode::Token => "token",
-    }
 }
 
 #[derive(Deserialize, Default)]

@@ -5,6 +5,8 @@ mod audit;
 mod auth;
 mod authz;
 mod bootstrap;
+mod magic;
+mod pages;
 mod public;
 mod users;
 mod workspaces;
@@ -21,7 +23,7 @@ use crate::http::{
 };
 use crate::identity::User;
 use crate::routes::RouteId;
-use crate::sessions::Session;
+use crate::sessions::{Session, SessionMode};
 use crate::store::{Database, FlagStore};
 
 /// Runs the handler of `route`. Exhaustive: every declared route has a handler.
@@ -41,6 +43,11 @@ pub async fn dispatch<D: Database, F: FlagStore>(
         RouteId::Login => auth::login(app, request).await,
         RouteId::Refresh => auth::refresh(app, request).await,
         RouteId::Logout => auth::logout(app, request, caller).await,
+        RouteId::MagicLinkRequest => magic::request_link(app, request).await,
+        RouteId::MagicLinkPage => magic::link_page(app, request).await,
+        RouteId::MagicLinkVerify => magic::verify_link(app, request).await,
+        RouteId::MagicLinkCode => magic::verify_code(app, request).await,
+        RouteId::Register => magic::register(app, request).await,
         RouteId::LogoutAll => auth::logout_all(app, request, required(caller)?).await,
         RouteId::ListSessions => auth::list_sessions(app, required(caller)?).await,
         RouteId::DeleteSession => {
@@ -117,6 +124,11 @@ pub async fn dispatch<D: Database, F: FlagStore>(
         RouteId::Authorize => authz::authorize(app, request, caller).await,
         RouteId::AuthorizeBatch => authz::authorize_batch(app, request, caller).await,
         RouteId::Audit => audit::list(app, request).await,
+        RouteId::SignInPage => Ok(pages::sign_in(app, request)),
+        RouteId::SignUpPage => pages::sign_up(app),
+        RouteId::CodePage => Ok(pages::code(app, request)),
+        RouteId::AccountPage => Ok(crate::pages::account_page(&app.config)),
+        RouteId::Asset => pages::asset(param(params, 0)?),
     }
 }
 
@@ -165,28 +177,6 @@ fn param(params: &[String], index: usize) -> Result<&str, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
-/// How the client holds its session: in cookies (browsers) or in the response body (programs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionMode {
-    /// Both tokens in `__Host-` cookies; the refresh token never appears in the body.
-    Cookie,
-    /// Both tokens in the body; no cookies.
-    Token,
-}
-
-impl SessionMode {
-    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
-        match value {
-            None | Some("cookie") => Ok(SessionMode::Cookie),
-            Some("token") => Ok(SessionMode::Token),
-            Some(_) => Err(ApiError::invalid(
-                Some("session"),
-                "session must be \"cookie\" or \"token\"",
-            )),
-        }
-    }
-}
-
 /// The response to a login or refresh: a fresh access token for `session`, and the refresh token in
 /// the body or in cookies according to `mode`.
 pub(crate) async fn session_response<D: Database, F: FlagStore>(
@@ -232,6 +222,20 @@ pub(crate) async fn session_response<D: Database, F: FlagStore>(
     };
     response.set_header("cache-control", "no-store");
     Ok(response)
+}
+
+/// Login CSRF: a browser posting from a foreign page always sends its `Origin`, so a present but
+/// unlisted one is refused. Clients that send none (servers, CLIs) are not browsers and cannot be
+/// made to carry someone else's cookies. For routes that start a session or a sign-in attempt,
+/// where no credential exists yet to apply the stricter rule of [`App::require_allowed_origin`].
+pub(crate) fn reject_foreign_origin<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    request: &HttpRequest,
+) -> Result<(), ApiError> {
+    match request.header_value("origin") {
+        Some(origin) if !app.config.is_allowed_origin(origin) => Err(ApiError::Csrf),
+        _ => Ok(()),
+    }
 }
 
 /// `204` that also deletes both session cookies.

@@ -244,6 +244,7 @@ pub fn app(overrides: &[(&str, &str)]) -> (TestApp, TestClock) {
         clock: Box::new(clock.clone()),
         random: Box::new(OsRandom),
         config: config(overrides),
+        outbox: Default::default(),
     };
     (app, clock)
 }
