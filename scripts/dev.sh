@@ -62,6 +62,9 @@ Create the first admin (once per local database; choose your own password):
     -H 'content-type: application/json' \\
     -d '{"token":"${bootstrap_token}","email":"admin@example.com","password":"<choose one>"}'
 
+Then sign in at $url/login (or $url/account). Without MAIL_ENDPOINT, magic-link
+mails (link and code) are printed in this log.
+
 Health check:  curl -sS $url/health
 Local state (D1, KV): .wrangler/state   Secrets: .dev.vars
 ------------------------------------------------------------------------------
