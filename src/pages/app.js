@@ -1,7 +1,7 @@
 // edgeauth login pages: the one script of every page (the CSP forbids inline script), picked by
 // <body data-page>. Served from /assets/app.js; built into the worker by src/pages.rs.
-// Rules: data from the server reaches the DOM through textContent only, never innerHTML; buttons are
-// disabled while a request is in flight; every error goes to #error (role="alert").
+// Rules: data from the server reaches the DOM through textContent only, never parsed as HTML;
+// buttons are disabled while a request is in flight; every error goes to #error (role="alert").
 'use strict';
 
 const $ = (id) => document.getElementById(id);
