@@ -351,6 +351,23 @@ impl HttpResponse {
     }
 }
 
+/// Escapes text for HTML element content and (double- or single-quoted) attribute values: the one
+/// escaper of the pages and the mails.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A `__Host-` cookie as design.md requires: HttpOnly, Secure, Path=/, no Domain.
 pub fn host_cookie(name: &str, value: &str, same_site: SameSite, max_age_seconds: i64) -> String {
     Cookie::build((name, value))

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::http::escape_html;
 use crate::store::BackendError;
 
 /// One message, in the shape Resend's HTTP API takes (`from` is added at delivery).
@@ -120,22 +121,6 @@ fn is_loopback_url(url: &str) -> bool {
         || host.ends_with(".localhost")
         || host.starts_with("127.")
         || host == "[::1]"
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What a link mail is for (the wording differs; the mechanism does not).

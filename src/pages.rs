@@ -3,11 +3,11 @@
 //!
 //! The CSP forbids inline script and style, so pages are static markup: behaviour lives in
 //! `/assets/app.js` (dispatching on `<body data-page>`), and whatever the server interpolates (an
-//! email, a link token, a redirect) goes through [`escape`]. Pages are never cached (the link page
+//! email, a link token, a redirect) goes through [`escape_html`]. Pages are never cached (the link page
 //! holds a one-time token), never framed, and send no referrer (its URL holds that token too).
 
 use crate::config::{origin_of, Config};
-use crate::http::HttpResponse;
+use crate::http::{escape_html, HttpResponse};
 use crate::magic_links::{LinkPreview, Purpose};
 
 const APP_JS: &str = include_str!("pages/app.js");
@@ -21,7 +21,7 @@ pub fn sign_in_page(config: &Config, redirect_to: Option<&str>) -> HttpResponse 
     // app.js reads the target from the body: after a password login it goes there, and the link
     // form passes it on so the mailed link ends there too.
     let attrs = redirect_to
-        .map(|r| format!(r#" data-redirect-to="{}""#, escape(r)))
+        .map(|r| format!(r#" data-redirect-to="{}""#, escape_html(r)))
         .unwrap_or_default();
     let signup = if config.allow_signup {
         r#"<p class="alt"><a href="/signup">Create an account</a></p>"#
@@ -71,7 +71,7 @@ pub fn sign_up_page(config: &Config) -> HttpResponse {
 /// GET /login/code. `email` (from `?email=`) prefills the address; without it app.js still reads the
 /// query itself, so either way works.
 pub fn code_page(config: &Config, email: Option<&str>) -> HttpResponse {
-    let email = escape(email.unwrap_or(""));
+    let email = escape_html(email.unwrap_or(""));
     let main = format!(
         r#"<h1>Check your mail</h1>
 <p id="code-intro">We sent a sign-in link and a 6-digit code. Open the link in this browser, or enter the code here.</p>
@@ -119,7 +119,7 @@ pub fn link_page(config: &Config, preview: Option<&LinkPreview>, token: &str) ->
         );
         return page(config, 404, "Link invalid or expired", "link", "", &main);
     };
-    let email = escape(&preview.email);
+    let email = escape_html(&preview.email);
     let (title, heading, text, button) = match preview.purpose {
         Purpose::Login => (
             "Sign in",
@@ -143,7 +143,7 @@ pub fn link_page(config: &Config, preview: Option<&LinkPreview>, token: &str) ->
 <button id="link-confirm-submit" type="submit">{button}</button>
 </form>
 <p class="alt">Did not ask for this? Close this page: nothing happens until the button is pressed.</p>"#,
-        token = escape(token),
+        token = escape_html(token),
     );
     page(config, 200, title, "link", "", &main)
 }
@@ -246,20 +246,4 @@ fn csp(config: &Config) -> String {
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
          connect-src 'self'; form-action {form_action}; base-uri 'none'; frame-ancestors 'none'"
     )
-}
-
-/// HTML-escapes text for element content and double- or single-quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
