@@ -455,3 +455,39 @@ fn missing_or_weak_secrets_are_configuration_errors_not_defaults() {
     // The error text never carries a secret's value.
     assert!(!format!("{weak:?}").contains("short"));
 }
+
+#[test]
+fn a_redirect_allow_list_entry_that_does_not_parse_is_a_configuration_error() {
+    use edgeauth::config::{Config, ConfigError};
+    let with_redirects = |list: &'static str| {
+        Config::from_lookup(move |n| match n {
+            "PUBLIC_URL" => Some(PUBLIC_URL.to_owned()),
+            "SIGNING_SECRET" => Some(SIGNING_SECRET.to_owned()),
+            "ALLOWED_REDIRECTS" => Some(list.to_owned()),
+            _ => None,
+        })
+    };
+    for bad in [
+        "app.example/dash",
+        "https://app.example/dash?x=1",
+        "https://app.example/a/../b",
+        "javascript:alert(1)",
+        "https://good.example, https://user@evil.example/",
+    ] {
+        assert!(
+            matches!(
+                with_redirects(bad),
+                Err(ConfigError::Invalid {
+                    name: "ALLOWED_REDIRECTS",
+                    ..
+                })
+            ),
+            "{bad} accepted"
+        );
+    }
+    let good = with_redirects("https://app.example/dash, http://localhost:8080/").unwrap();
+    assert_eq!(
+        good.allowed_redirects,
+        vec!["https://app.example/dash", "http://localhost:8080/"]
+    );
+}
