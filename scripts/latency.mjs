@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Latency of the hot endpoints under local `wrangler dev`: login (token mode), refresh (chaining
-// the rotated token), verify (access token and API key) and authorize. Starts its own server
+// the rotated token), verify (access token and API key), authorize, and magic-link requests for
+// known and unknown addresses (which must answer alike). Starts its own server
 // through the e2e harness, bootstraps it, runs N sequential requests per endpoint and prints
 // median / p90 / min in milliseconds.
 //
@@ -112,6 +113,26 @@ async function main() {
       authorize.push(r.ms);
     }
 
+    // Magic-link requests, known vs unknown address, interleaved so drift hits both alike. Each
+    // address is asked for once (the per-address mail limit would otherwise turn known into
+    // throttled). Known addresses get an attempt row and a mail (to the log, after the answer).
+    for (let i = 0; i < N; i++) {
+      const res = await fetch(`${base}/v1/users`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+        body: JSON.stringify({ email: `known-${i}@example.com`, name: `Known ${i}` }),
+      });
+      await res.arrayBuffer();
+      if (res.status !== 201) throw new Error(`create user -> ${res.status}`);
+    }
+    await post(`${base}/v1/auth/magic-link`, { email: 'warmup@example.com', session: 'token' });
+    const linkKnown = [];
+    const linkUnknown = [];
+    for (let i = 0; i < N; i++) {
+      linkKnown.push((await post(`${base}/v1/auth/magic-link`, { email: `known-${i}@example.com`, session: 'token' })).ms);
+      linkUnknown.push((await post(`${base}/v1/auth/magic-link`, { email: `unknown-${i}@example.com`, session: 'token' })).ms);
+    }
+
     // Revocation, measured locally: from the moment logout answers to the first /v1/verify that
     // reports the access token inactive (polling as fast as requests return, 5 s cap).
     const revocation = [];
@@ -142,6 +163,8 @@ async function main() {
         ['POST /v1/verify (access token)', verify],
         ['POST /v1/verify (API key)', verifyKey],
         ['POST /v1/authorize (Bearer access)', authorize],
+        ['POST /v1/auth/magic-link (known)', linkKnown],
+        ['POST /v1/auth/magic-link (unknown)', linkUnknown],
         ['logout -> verify inactive', revocation],
       ]),
     );
