@@ -241,9 +241,22 @@ impl<D: Database, F: FlagStore> App<D, F> {
     /// The CSRF rule: a cookie-authenticated state change must carry an allowed `Origin`.
     pub fn require_allowed_origin(&self, request: &HttpRequest) -> Result<(), ApiError> {
         match request.header_value("origin") {
-            Some(origin) if self.config.is_allowed_origin(origin) => Ok(()),
+            Some(origin) if self.is_allowed_request_origin(request, origin) => Ok(()),
             _ => Err(ApiError::Csrf),
         }
+    }
+
+    /// Whether `origin`, the request's `Origin` header, may make a cookie-carrying state change.
+    ///
+    /// Besides the configured origins, `null` is accepted when the browser itself says the request
+    /// comes from our own origin (`Sec-Fetch-Site: same-origin`): our pages are served with
+    /// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` on form posts, such
+    /// as the magic-link confirmation. Browsers set `Sec-Fetch-Site` and scripts cannot, so a
+    /// foreign page (or a sandboxed frame, whose origin is also `null`) cannot claim it; clients
+    /// that are not browsers can send anything, but they do not hold anyone else's cookies.
+    pub fn is_allowed_request_origin(&self, request: &HttpRequest, origin: &str) -> bool {
+        self.config.is_allowed_origin(origin)
+            || (origin == "null" && request.header_value("sec-fetch-site") == Some("same-origin"))
     }
 
     /// Establishes the caller for a route's credential kind. The Bearer header wins over the cookie.

@@ -931,6 +931,33 @@ fn cookie_mode_requests_from_a_foreign_origin_are_refused() {
     assert_signed_in_by_email(&app, &response, EMAIL);
 }
 
+#[test]
+fn a_form_post_with_origin_null_is_ours_only_if_the_browser_says_same_origin() {
+    // Under `Referrer-Policy: no-referrer` browsers post forms with `Origin: null`; the confirm
+    // page's own form must still work, and a null origin from anywhere else must not.
+    let (app, _) = app(&[]);
+    insert_user(&app, EMAIL, PASSWORD, false);
+    let asked = ask(&app, EMAIL);
+    for sec_fetch_site in [None, Some("cross-site"), Some("same-site"), Some("none")] {
+        let mut request = verify_form(&asked.token, Some(&asked.binding)).header("origin", "null");
+        if let Some(site) = sec_fetch_site {
+            request = request.header("sec-fetch-site", site);
+        }
+        let response = send(&app, request);
+        assert_eq!(response.status, 403, "Sec-Fetch-Site {sec_fetch_site:?}");
+        assert_eq!(error_code(&response), json!("csrf"));
+        assert_eq!(consumed_at(&app, &asked.token), None);
+    }
+    let response = send(
+        &app,
+        verify_form(&asked.token, Some(&asked.binding))
+            .header("origin", "null")
+            .header("sec-fetch-site", "same-origin"),
+    );
+    assert_eq!(response.status, 303);
+    assert!(consumed_at(&app, &asked.token).is_some());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registration
 // ---------------------------------------------------------------------------------------------

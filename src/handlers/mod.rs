@@ -233,7 +233,7 @@ pub(crate) fn reject_foreign_origin<D: Database, F: FlagStore>(
     request: &HttpRequest,
 ) -> Result<(), ApiError> {
     match request.header_value("origin") {
-        Some(origin) if !app.config.is_allowed_origin(origin) => Err(ApiError::Csrf),
+        Some(origin) if !app.is_allowed_request_origin(request, origin) => Err(ApiError::Csrf),
         _ => Ok(()),
     }
 }
