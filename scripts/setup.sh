@@ -7,6 +7,7 @@
 #   - wasm-bindgen-cli = Cargo.lock's wasm-bindgen version (cargo install, no --locked:
 #     its lockfile wants a webpki-roots version the index lacks)
 #   - npm devDependencies (npm ci) when node_modules is missing or older than package-lock.json
+#   - Debian's chromium (/usr/bin/chromium, apt-get) for the browser tests driven by playwright-core
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -57,5 +58,42 @@ fi
 for bin in wrangler esbuild wasm-opt; do
   [ -x "$NODE_BIN_DIR/$bin" ] || die "node_modules/.bin/$bin missing after npm ci"
 done
+[ -f node_modules/playwright-core/package.json ] || die "node_modules/playwright-core missing after npm ci"
 
-log "setup complete in $(( $(date +%s) - start ))s (worker-build $(installed_worker_build_version), wasm-bindgen $(installed_wasm_bindgen_version "$CARGO_BIN_DIR/wasm-bindgen"), wrangler $(node -p 'require("./node_modules/wrangler/package.json").version'))"
+# 5. Chromium for tests/e2e/browser.test.mjs (playwright-core drives it; it never downloads a
+#    browser of its own). Debian's package, through apt-get, as root (or passwordless sudo).
+CHROMIUM=/usr/bin/chromium
+# Another apt-get/dpkg (an earlier background install, say) holds the dpkg lock: wait for it to
+# finish, then look again, instead of starting a second apt next to it.
+wait_for_apt() {
+  local waited=0
+  while pgrep -x 'apt-get|apt|dpkg|unattended-upgr' >/dev/null; do
+    [ "$waited" -eq 0 ] && log "waiting for a running apt-get/dpkg to finish"
+    [ "$waited" -ge 1800 ] && die "apt-get/dpkg still running after ${waited}s; retry when it has finished"
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+if [ ! -x "$CHROMIUM" ]; then
+  wait_for_apt
+fi
+if [ ! -x "$CHROMIUM" ]; then
+  command -v apt-get >/dev/null \
+    || die "$CHROMIUM not found and apt-get is unavailable: install Chromium so that $CHROMIUM exists"
+  if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    die "$CHROMIUM not found; installing it needs root: sudo apt-get install -y chromium"
+  fi
+  log "installing Debian's chromium (apt-get; takes a minute or two)"
+  "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq \
+    || die "apt-get update failed"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium \
+    || die "apt-get install chromium failed"
+  [ -x "$CHROMIUM" ] || die "$CHROMIUM missing after apt-get install chromium"
+fi
+
+log "setup complete in $(( $(date +%s) - start ))s (worker-build $(installed_worker_build_version), wasm-bindgen $(installed_wasm_bindgen_version "$CARGO_BIN_DIR/wasm-bindgen"), wrangler $(node -p 'require("./node_modules/wrangler/package.json").version'), $("$CHROMIUM" --version 2>/dev/null | head -n1))"
