@@ -7,6 +7,9 @@
 #   EDGEAUTH_PROFILE=dev      cargo release profile, wasm-opt skipped (--no-opt) -> fast rebuilds
 #   EDGEAUTH_SKIP_BUILD=1     do nothing if a build already exists (tests build once, then start
 #                             many `wrangler dev` servers, each of which runs this command twice)
+#   EDGEAUTH_CRATE_DIR=DIR    build the Worker crate in DIR (relative to the repository root, or
+#                             absolute) instead of edgeauth itself, e.g. examples/consumer-rs; its
+#                             output lands in DIR/build/ (default: the repository root, build/)
 # Extra arguments are passed on to worker-build.
 #
 # worker-build would download wasm-bindgen, wasm-opt and esbuild from the internet; we point it at
@@ -14,11 +17,16 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+crate_dir="${EDGEAUTH_CRATE_DIR:-.}"
+[ -f "$crate_dir/Cargo.toml" ] || die "EDGEAUTH_CRATE_DIR=$crate_dir has no Cargo.toml (relative to $REPO_ROOT)"
+cd "$crate_dir"
+crate_label="${EDGEAUTH_CRATE_DIR:-edgeauth}"
+
 OUT_ENTRY="build/worker/shim.mjs"   # wrangler.toml `main`
 OUT_WASM="build/index_bg.wasm"
 
 if [ "${EDGEAUTH_SKIP_BUILD:-0}" = "1" ] && [ -f "$OUT_ENTRY" ] && [ -f "$OUT_WASM" ]; then
-  log "EDGEAUTH_SKIP_BUILD=1 and $OUT_ENTRY exists: skipping build"
+  log "EDGEAUTH_SKIP_BUILD=1 and $OUT_ENTRY exists in $crate_label: skipping build"
   exit 0
 fi
 
@@ -51,7 +59,7 @@ export WASM_BINDGEN_BIN="$wasm_bindgen_bin"
 export WASM_OPT_BIN="$NODE_BIN_DIR/wasm-opt"
 export ESBUILD_BIN="$NODE_BIN_DIR/esbuild"
 
-log "worker-build ${wb_args[*]} $* (EDGEAUTH_PROFILE=$profile, wasm-bindgen $have_wbg)"
+log "worker-build ${wb_args[*]} $* in $crate_label (EDGEAUTH_PROFILE=$profile, wasm-bindgen $have_wbg)"
 start=$(date +%s)
 worker-build "${wb_args[@]}" "$@"
 elapsed=$(( $(date +%s) - start ))

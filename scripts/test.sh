@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check edgeauth has: `bash scripts/test.sh` (also what .ci/run executes).
 #   setup -> cargo fmt --check -> clippy (host, all targets) -> clippy (wasm32 lib)
-#   -> cargo test (host; includes tests/ over SQLite) -> release build -> e2e (node --test)
+#   -> clippy of the verifier alone (host) and with the service-binding helper (wasm32)
+#   -> fmt + clippy of examples/consumer-rs -> cargo test (host; includes tests/ over SQLite)
+#   -> release build -> consumer-rs build -> e2e (node --test)
 # Independent steps all run even if one fails; the e2e tests need a successful build.
 # Exits non-zero if any step failed, and prints a summary at the end.
 set -euo pipefail
@@ -53,6 +55,14 @@ fi
 run_step "cargo fmt --check" cargo fmt --all -- --check || true
 run_step "clippy (host, all targets)" cargo clippy --all-targets -- -D warnings || true
 run_step "clippy (wasm32 lib)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings || true
+# What consumers build: the verifier without the server, and with the binding helper on wasm.
+run_step "clippy (verifier only, host)" cargo clippy --no-default-features -- -D warnings || true
+run_step "clippy (verifier + binding, wasm32)" \
+  cargo clippy --no-default-features --features binding --target wasm32-unknown-unknown -- -D warnings || true
+consumer_rs="examples/consumer-rs/Cargo.toml"
+run_step "consumer-rs fmt --check" cargo fmt --manifest-path "$consumer_rs" -- --check || true
+run_step "consumer-rs clippy (wasm32)" \
+  cargo clippy --manifest-path "$consumer_rs" --target wasm32-unknown-unknown -- -D warnings || true
 run_step "cargo test (host)" cargo test || true
 
 e2e_files=()
@@ -61,6 +71,9 @@ for f in tests/e2e/*.test.mjs; do
 done
 
 if run_step "release build" env EDGEAUTH_PROFILE=release EDGEAUTH_SKIP_BUILD=0 bash scripts/build.sh; then
+  # The Rust consumer Worker the e2e tests start next to edgeauth (its output: examples/consumer-rs/build/).
+  run_step "consumer-rs build" env EDGEAUTH_CRATE_DIR=examples/consumer-rs EDGEAUTH_PROFILE=release \
+    EDGEAUTH_SKIP_BUILD=0 bash scripts/build.sh || true
   if [ "${#e2e_files[@]}" -gt 0 ]; then
     # Build once above; every server the harness starts reuses it.
     export EDGEAUTH_SKIP_BUILD=1

@@ -34,6 +34,10 @@ pub struct Config {
     pub max_sessions_per_user: i64,
     /// Whether self-registration (and sign-up through a magic link) is open.
     pub allow_signup: bool,
+    /// Scheduled upkeep makes a new current signing key once the current one is this old, seconds.
+    pub signing_key_rotation_seconds: i64,
+    /// Audit events older than this many days are deleted by scheduled upkeep.
+    pub audit_retention_days: i64,
     /// Where mail is posted; `None` writes mail to the log (local development).
     pub mail_endpoint: Option<String>,
     /// Sender address of mail.
@@ -156,6 +160,14 @@ impl Config {
             magic_link_ttl: number(&get, "MAGIC_LINK_TTL", 600, 60, 3_600)?,
             max_sessions_per_user: number(&get, "MAX_SESSIONS_PER_USER", 20, 1, 1_000)?,
             allow_signup: boolean(&get, "ALLOW_SIGNUP")?,
+            signing_key_rotation_seconds: number(
+                &get,
+                "SIGNING_KEY_ROTATION_SECONDS",
+                2_592_000,
+                60,
+                315_360_000,
+            )?,
+            audit_retention_days: number(&get, "AUDIT_RETENTION_DAYS", 365, 1, 36_500)?,
             mail_endpoint: get("MAIL_ENDPOINT"),
             mail_from: get("MAIL_FROM").unwrap_or_else(|| "edgeauth <no-reply@localhost>".into()),
             signing_secret: Secret::new(signing_secret.into_bytes()),

@@ -136,6 +136,10 @@ pub enum RouteId {
     ListRoles,
     /// `PUT /v1/roles/{role}`
     PutRole,
+    /// `GET /v1/signing-keys`
+    ListSigningKeys,
+    /// `POST /v1/signing-keys/rotate`
+    RotateSigningKey,
     /// `POST /v1/authorize`
     Authorize,
     /// `POST /v1/authorize/batch`
@@ -170,7 +174,7 @@ const fn spec(
 
 impl RouteId {
     /// Every route, in matching order.
-    pub const ALL: [RouteId; 50] = [
+    pub const ALL: [RouteId; 52] = [
         RouteId::Health,
         RouteId::Jwks,
         RouteId::OpenIdConfiguration,
@@ -213,6 +217,8 @@ impl RouteId {
         RouteId::RemoveMember,
         RouteId::ListRoles,
         RouteId::PutRole,
+        RouteId::ListSigningKeys,
+        RouteId::RotateSigningKey,
         RouteId::Authorize,
         RouteId::AuthorizeBatch,
         RouteId::Audit,
@@ -340,6 +346,15 @@ impl RouteId {
             ),
             RouteId::ListRoles => spec(Get, "/v1/roles", C::SessionOrApiKey, R::OrgAdmin),
             RouteId::PutRole => spec(Put, "/v1/roles/{role}", C::SessionOrApiKey, R::OrgAdmin),
+            RouteId::ListSigningKeys => {
+                spec(Get, "/v1/signing-keys", C::SessionOrApiKey, R::OrgAdmin)
+            }
+            RouteId::RotateSigningKey => spec(
+                Post,
+                "/v1/signing-keys/rotate",
+                C::SessionOrApiKey,
+                R::OrgAdmin,
+            ),
             RouteId::Authorize => spec(Post, "/v1/authorize", C::BodyTokenOrCaller, R::None),
             RouteId::AuthorizeBatch => {
                 spec(Post, "/v1/authorize/batch", C::BodyTokenOrCaller, R::None)

@@ -3,125 +3,28 @@
 //! Private keys never sit in D1: each key row holds a random salt, and the private key is
 //! `HMAC(derived signing root, kid || salt)` with the root derived from the `SIGNING_SECRET` Worker
 //! secret. Verification is strict by construction: an untrusted string becomes [`VerifiedAccess`]
-//! only through [`verify_access_token`], which pins EdDSA and checks every rule of design.md §5.
+//! only through [`crate::verifier::verify`] (here via [`verify_access_token`]), which pins EdDSA and
+//! checks every rule of design.md §5.
 
 use std::fmt;
 
 use ed25519_compact::{KeyPair, PublicKey, Seed};
 use jwt_compact::alg::Ed25519;
-use jwt_compact::{AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, random_array, Secret};
 use crate::store::{BackendError, Clock, Database, Random};
 use crate::time::to_datetime;
+use crate::verifier::{self, Expected, KeyLookup};
 use crate::{stmt, ORG_ID};
 
-/// The `typ` header of our access tokens (RFC 9068).
-pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
-/// Tokens longer than this are refused before parsing.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
-pub const LEEWAY_SECONDS: i64 = 10;
-/// Header members we never issue and refuse: `crit` (extensions we do not understand) and the ones
-/// that point at keys or certificates outside our own JWKS.
-const FORBIDDEN_HEADERS: [&str; 5] = ["crit", "jwk", "jku", "x5u", "x5c"];
-
-/// The claims of an access token besides the time claims (identity only, no roles).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessClaims {
-    /// Issuer.
-    pub iss: String,
-    /// Audience.
-    pub aud: String,
-    /// User id.
-    pub sub: String,
-    /// Session id.
-    pub sid: String,
-    /// Organisation id.
-    pub org: String,
-    /// Active workspace id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ws: Option<String>,
-    /// Authentication methods (`pwd`, `email`).
-    pub amr: Vec<String>,
-    /// Unique token id.
-    pub jti: String,
-}
-
-/// An access token whose signature, header and claims have all been checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedAccess {
-    claims: AccessClaims,
-    issued_at: i64,
-    expires_at: i64,
-}
-
-impl VerifiedAccess {
-    /// The checked claims.
-    pub fn claims(&self) -> &AccessClaims {
-        &self.claims
-    }
-    /// `iat`, unix seconds.
-    pub fn issued_at(&self) -> i64 {
-        self.issued_at
-    }
-    /// `exp`, unix seconds.
-    pub fn expires_at(&self) -> i64 {
-        self.expires_at
-    }
-}
-
-/// Why a token was refused. Every variant becomes the same `401` for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    /// Longer than [`MAX_TOKEN_BYTES`]; not parsed.
-    TooLarge {
-        /// The token's length.
-        len: usize,
-    },
-    /// Not a well-formed JWS compact serialisation or its JSON is malformed.
-    Malformed(String),
-    /// `alg` is not `EdDSA`.
-    AlgorithmMismatch {
-        /// The `alg` the token claims.
-        actual: String,
-    },
-    /// `typ` is not `at+jwt`.
-    WrongType {
-        /// The `typ` the token claims.
-        actual: Option<String>,
-    },
-    /// A header member we refuse (`crit`, `jwk`, `jku`, `x5u`, `x5c`).
-    ForbiddenHeader {
-        /// The member's name.
-        name: &'static str,
-    },
-    /// No `kid`, or one that is not among our published keys.
-    UnknownKey,
-    /// The signature does not verify.
-    BadSignature,
-    /// A required claim is absent.
-    MissingClaim(&'static str),
-    /// `exp` has passed.
-    Expired,
-    /// `nbf` is in the future.
-    NotYetValid,
-    /// `iat` is in the future.
-    IssuedInFuture,
-    /// `iss` is not ours.
-    WrongIssuer,
-    /// `aud` is not ours.
-    WrongAudience,
-}
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
-    }
-}
+// The verification types live in the runtime-free `verifier` module (shared with consumers); they
+// are re-exported here so server code keeps naming them `tokens::...`.
+pub use crate::verifier::{
+    AccessClaims, TokenError, VerifiedAccess, ACCESS_TOKEN_TYPE, LEEWAY_SECONDS, MAX_TOKEN_BYTES,
+};
 
 /// One published signing key.
 #[derive(Clone)]
@@ -225,10 +128,6 @@ impl KeyRing {
         self.keys.iter().find(|k| k.current)
     }
 
-    fn find(&self, kid: &str) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.kid == kid)
-    }
-
     /// The JWKS document: public halves only.
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> = self
@@ -291,83 +190,48 @@ async fn create_current_key<D: Database>(
     Ok(())
 }
 
-/// Verifies an access token against our keys, issuer and audience at time `now`.
+impl KeyLookup for KeyRing {
+    fn public_key(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.kid == kid).map(|k| &k.public)
+    }
+}
+
+/// Verifies an access token against our keys, issuer and audience at time `now`: the same
+/// [`verifier::verify`] consumers run against the JWKS.
 pub fn verify_access_token(
     token: &str,
     ring: &KeyRing,
     config: &Config,
     now: i64,
 ) -> Result<VerifiedAccess, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge { len: token.len() });
-    }
-    let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token)
-        .map_err(|e| TokenError::Malformed(e.to_string()))?;
-    if untrusted.algorithm() != "EdDSA" {
-        return Err(TokenError::AlgorithmMismatch {
-            actual: untrusted.algorithm().to_owned(),
-        });
-    }
-    let header = untrusted.header();
-    if header.token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
-        return Err(TokenError::WrongType {
-            actual: header.token_type.clone(),
-        });
-    }
-    if header.key_set_url.is_some() {
-        return Err(TokenError::ForbiddenHeader { name: "jku" });
-    }
-    if header.certificate_url.is_some() {
-        return Err(TokenError::ForbiddenHeader { name: "x5u" });
-    }
-    if let Some(name) = FORBIDDEN_HEADERS
-        .iter()
-        .find(|name| header.other_fields.contains_key(**name))
-    {
-        return Err(TokenError::ForbiddenHeader { name });
-    }
-    // `kid` is only ever looked up among our own keys: never fetched, never used as a path.
-    let key = header
-        .key_id
-        .as_deref()
-        .and_then(|kid| ring.find(kid))
-        .ok_or(TokenError::UnknownKey)?;
+    let expected = Expected::new(&config.issuer, &config.audience);
+    verifier::verify(token, ring, &expected, now)
+}
 
-    let token = Ed25519
-        .validator::<AccessClaims>(&key.public)
-        .validate(&untrusted)
-        .map_err(|e| match e {
-            ValidationError::InvalidSignature | ValidationError::InvalidSignatureLen { .. } => {
-                TokenError::BadSignature
-            }
-            other => TokenError::Malformed(other.to_string()),
-        })?;
+/// A new signing key's row values, all base64url: the public half and the salt from which the
+/// private half is derived again (under `SIGNING_SECRET`) whenever it signs. Nothing here can sign.
+#[derive(Debug, Clone)]
+pub(crate) struct NewSigningKey {
+    /// Key id.
+    pub kid: String,
+    /// Public key (the JWK `x`).
+    pub public_key: String,
+    /// Random salt.
+    pub seed_salt: String,
+}
 
-    let claims = token.claims();
-    let time = TimeOptions::new(chrono::Duration::seconds(LEEWAY_SECONDS), || {
-        to_datetime(now)
-    });
-    let expiration = claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
-    let issued_at = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
-    claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
-    claims
-        .validate_expiration(&time)
-        .map_err(|_| TokenError::Expired)?;
-    claims
-        .validate_maturity(&time)
-        .map_err(|_| TokenError::NotYetValid)?;
-    if issued_at.timestamp() > now + LEEWAY_SECONDS {
-        return Err(TokenError::IssuedInFuture);
-    }
-    if claims.custom.iss != config.issuer {
-        return Err(TokenError::WrongIssuer);
-    }
-    if claims.custom.aud != config.audience {
-        return Err(TokenError::WrongAudience);
-    }
-    Ok(VerifiedAccess {
-        claims: claims.custom.clone(),
-        issued_at: issued_at.timestamp(),
-        expires_at: expiration.timestamp(),
+/// Draws a new signing key (for rotation, src/signing_keys.rs): random kid and salt, public half
+/// derived exactly as for the first key.
+pub(crate) fn new_signing_key(
+    config: &Config,
+    random: &dyn Random,
+) -> Result<NewSigningKey, BackendError> {
+    let salt: [u8; 32] = random_array(random)?;
+    let kid = b64url(&random_array::<12>(random)?);
+    let public = key_pair(&signing_root(config), &kid, &salt).pk;
+    Ok(NewSigningKey {
+        kid,
+        public_key: b64url(public.as_ref()),
+        seed_salt: b64url(&salt),
     })
 }

@@ -2,11 +2,13 @@
 //! a Worker request into an [`HttpRequest`], builds an [`App`] over D1, KV, the JS clock and
 //! `crypto.getRandomValues`, and turns the answer back into a Worker response.
 
+#[cfg(feature = "binding")]
+pub mod binding;
 mod d1;
 mod kv;
 mod mail;
 
-use worker::{event, Context, Env, Headers, Request, Response};
+use worker::{event, Context, Env, Headers, Request, Response, ScheduledEvent};
 
 use crate::app::App;
 use crate::config::Config;
@@ -67,23 +69,28 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
     to_worker_response(response)
 }
 
-async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
-    let http_request = read_request(&mut request).await?;
-    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))?;
-    let db = env.d1("DB").map_err(|e| ApiError::Unavailable {
-        detail: format!("D1 binding DB: {e}"),
-    })?;
-    let kv = env.kv("REVOKED").map_err(|e| ApiError::Unavailable {
-        detail: format!("KV binding REVOKED: {e}"),
-    })?;
-    let app = App {
+/// The [`App`] over this Worker's configuration, D1, KV, clock and randomness (fetch and scheduled
+/// alike). The error is for the log only.
+fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map_err(|e| e.to_string())?;
+    let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
+    let kv = env
+        .kv("REVOKED")
+        .map_err(|e| format!("KV binding REVOKED: {e}"))?;
+    Ok(App {
         db: d1::D1(db),
         flags: kv::Kv(kv),
         clock: Box::new(JsClock),
         random: Box::new(JsRandom),
         config,
         outbox: Outbox::default(),
-    };
+    })
+}
+
+async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
+    let http_request = read_request(&mut request).await?;
+    let app = build_app(env).map_err(|detail| ApiError::Unavailable { detail })?;
     let response = app.handle(&http_request).await;
     // Mail goes out after the answer: the client does not wait for the provider, and an address
     // that gets mail is answered as fast as one that gets none.
@@ -93,6 +100,53 @@ async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<HttpRe
         ctx.wait_until(async move { mail::deliver_all(&config, mails).await });
     }
     Ok(response)
+}
+
+/// The cron trigger (`[triggers]` in wrangler.toml; `/__scheduled` under `wrangler dev
+/// --test-scheduled`): one run of [`crate::upkeep`]. A failure is logged and returned, so the
+/// invocation ends in an exception rather than passing for a successful run.
+async fn scheduled(event: ScheduledEvent, env: Env) -> Result<(), String> {
+    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
+    let app = build_app(&env).map_err(|e| {
+        log::error!("upkeep ({}) not run: {e}", event.cron());
+        format!("upkeep not run: {e}")
+    })?;
+    match crate::upkeep::run(&app).await {
+        Ok(report) => {
+            log::info!("upkeep ({}): {report}", event.cron());
+            Ok(())
+        }
+        Err(error) => {
+            log::error!("upkeep ({}): {error}", event.cron());
+            Err(error.to_string())
+        }
+    }
+}
+
+/// The `scheduled` export, written out instead of `#[event(scheduled)]`: that macro's glue ignores
+/// the handler's outcome and always resolves, so a failed upkeep would be reported to the platform
+/// (the Cron Triggers log, `/__scheduled`) as a success. Here a failure rejects the promise.
+/// worker-build wires an export named `scheduled` into the entrypoint exactly as the macro's.
+mod scheduled_export {
+    use worker::js_sys;
+    use worker::wasm_bindgen::prelude::wasm_bindgen;
+    use worker::wasm_bindgen::JsValue;
+
+    #[wasm_bindgen(
+        wasm_bindgen = ::worker::wasm_bindgen,
+        wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+        js_sys = ::worker::js_sys
+    )]
+    pub async fn scheduled(
+        event: worker::worker_sys::ScheduledEvent,
+        env: worker::Env,
+        _ctx: worker::worker_sys::ScheduleContext,
+    ) -> Result<JsValue, JsValue> {
+        super::scheduled(worker::ScheduledEvent::from(event), env)
+            .await
+            .map(|()| JsValue::UNDEFINED)
+            .map_err(|message| js_sys::Error::new(&message).into())
+    }
 }
 
 async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {

@@ -8,6 +8,7 @@ mod bootstrap;
 mod magic;
 mod pages;
 mod public;
+mod signing_keys;
 mod users;
 mod workspaces;
 
@@ -121,6 +122,8 @@ pub async fn dispatch<D: Database, F: FlagStore>(
         RouteId::PutRole => {
             authz::put_role(app, request, required(caller)?, param(params, 0)?).await
         }
+        RouteId::ListSigningKeys => signing_keys::list(app).await,
+        RouteId::RotateSigningKey => signing_keys::rotate(app, request, required(caller)?).await,
         RouteId::Authorize => authz::authorize(app, request, caller).await,
         RouteId::AuthorizeBatch => authz::authorize_batch(app, request, caller).await,
         RouteId::Audit => audit::list(app, request).await,

@@ -10,9 +10,8 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::store::{Database, FlagStore};
 use crate::ORG_ID;
 
-/// How long verifiers may cache the JWKS. Keys are published well before they sign and kept well
-/// after, so five minutes of staleness never hides a key in use.
-const JWKS_MAX_AGE: u32 = 300;
+/// How long clients may cache the discovery document (it changes only with the configuration).
+const DISCOVERY_MAX_AGE: u32 = 300;
 
 pub(super) fn health() -> HttpResponse {
     HttpResponse::json(
@@ -25,8 +24,11 @@ pub(super) async fn jwks<D: Database, F: FlagStore>(
     app: &App<D, F>,
 ) -> Result<HttpResponse, ApiError> {
     let ring = app.key_ring().await?;
+    // Never longer than a retired key's overlap (see signing_keys::jwks_max_age); verifiers refetch
+    // on an unknown `kid` to pick up a new key sooner.
+    let max_age = crate::signing_keys::jwks_max_age(&app.config);
     Ok(HttpResponse::json(200, &ring.jwks())
-        .with_header("cache-control", &format!("public, max-age={JWKS_MAX_AGE}")))
+        .with_header("cache-control", &format!("public, max-age={max_age}")))
 }
 
 pub(super) fn openid_configuration<D: Database, F: FlagStore>(app: &App<D, F>) -> HttpResponse {
@@ -41,7 +43,10 @@ pub(super) fn openid_configuration<D: Database, F: FlagStore>(app: &App<D, F>) -
             "introspection_endpoint": format!("{base}/v1/verify"),
         }),
     )
-    .with_header("cache-control", &format!("public, max-age={JWKS_MAX_AGE}"))
+    .with_header(
+        "cache-control",
+        &format!("public, max-age={DISCOVERY_MAX_AGE}"),
+    )
 }
 
 #[derive(Deserialize)]

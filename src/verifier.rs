@@ -1,0 +1,391 @@
+//! Access-token verification without the Workers runtime and without a database: the rules the
+//! server applies, usable by any Rust consumer (another Worker, a native service) that holds the
+//! issuer's public keys.
+//!
+//! The server verifies with its own key ring ([`crate::tokens::KeyRing`], behind the `server`
+//! feature); a consumer parses the published JWKS with [`Jwks::from_json`]. Both go through the one
+//! [`verify`] below, so a token the server refuses is refused everywhere, for the same reason.
+//!
+//! ```
+//! use edgeauth::verifier::{verify, Expected, Jwks, TokenError};
+//!
+//! let jwks = Jwks::from_json(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":"k1",
+//!     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+//! assert_eq!(jwks.kids().collect::<Vec<_>>(), ["k1"]);
+//! let expected = Expected::new("https://auth.example", "https://auth.example");
+//! assert!(matches!(
+//!     verify("not-a-token", &jwks, &expected, 1_700_000_000),
+//!     Err(TokenError::Malformed(_))
+//! ));
+//! ```
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use jwt_compact::alg::Ed25519;
+use jwt_compact::{AlgorithmExt, TimeOptions, UntrustedToken, ValidationError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use ed25519_compact::PublicKey;
+
+/// The `typ` header of our access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Tokens longer than this are refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
+pub const LEEWAY_SECONDS: i64 = 10;
+/// Header members we never issue and refuse: `crit` (extensions we do not understand) and the ones
+/// that point at keys or certificates outside the issuer's own JWKS.
+const FORBIDDEN_HEADERS: [&str; 5] = ["crit", "jwk", "jku", "x5u", "x5c"];
+/// JWK members that carry private key material (RFC 7517/7518/8037). A published key carrying one
+/// is not used: its private half is public, so anyone could have signed with it.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The claims of an access token besides the time claims (identity only, no roles).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Session id.
+    pub sid: String,
+    /// Organisation id.
+    pub org: String,
+    /// Active workspace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<String>,
+    /// Authentication methods (`pwd`, `email`).
+    pub amr: Vec<String>,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// An access token whose signature, header and claims have all been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAccess {
+    claims: AccessClaims,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+impl VerifiedAccess {
+    /// The checked claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.claims
+    }
+    /// `iat`, unix seconds.
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+    /// `exp`, unix seconds.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
+/// Why a token was refused. Every variant becomes the same `401` for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Longer than [`MAX_TOKEN_BYTES`]; not parsed.
+    TooLarge {
+        /// The token's length.
+        len: usize,
+    },
+    /// Not a well-formed JWS compact serialisation or its JSON is malformed.
+    Malformed(String),
+    /// `alg` is not `EdDSA`.
+    AlgorithmMismatch {
+        /// The `alg` the token claims.
+        actual: String,
+    },
+    /// `typ` is not `at+jwt`.
+    WrongType {
+        /// The `typ` the token claims.
+        actual: Option<String>,
+    },
+    /// A header member we refuse (`crit`, `jwk`, `jku`, `x5u`, `x5c`).
+    ForbiddenHeader {
+        /// The member's name.
+        name: &'static str,
+    },
+    /// No `kid`, or one that is not among the issuer's published keys.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// A required claim is absent.
+    MissingClaim(&'static str),
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInFuture,
+    /// `iss` is not the expected issuer.
+    WrongIssuer,
+    /// `aud` is not the expected audience.
+    WrongAudience,
+}
+
+impl TokenError {
+    /// A short, stable snake_case name of the reason (for logs and diagnostics; never shown to an
+    /// attacker as anything more than "refused").
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge { .. } => "too_large",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::AlgorithmMismatch { .. } => "algorithm_mismatch",
+            TokenError::WrongType { .. } => "wrong_type",
+            TokenError::ForbiddenHeader { .. } => "forbidden_header",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::MissingClaim(_) => "missing_claim",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Where verification finds the public key named by a token's `kid`. The key id is only ever
+/// looked up here: never fetched, never used as a path.
+pub trait KeyLookup {
+    /// The public key published under `kid`, if any.
+    fn public_key(&self, kid: &str) -> Option<&PublicKey>;
+}
+
+/// The issuer and audience a token must carry, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected<'a> {
+    /// Required `iss`.
+    pub issuer: &'a str,
+    /// Required `aud`.
+    pub audience: &'a str,
+}
+
+impl<'a> Expected<'a> {
+    /// `iss` must equal `issuer` and `aud` must equal `audience`.
+    pub fn new(issuer: &'a str, audience: &'a str) -> Self {
+        Expected { issuer, audience }
+    }
+}
+
+/// Public Ed25519 keys parsed from a JWKS document (`/.well-known/jwks.json`).
+#[derive(Clone, Default)]
+pub struct Jwks {
+    keys: Vec<(String, PublicKey)>,
+}
+
+impl fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwks")
+            .field("kids", &self.kids().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The JWKS document is not a JSON object with a `keys` array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksError(String);
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid JWKS: {}", self.0)
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+impl Jwks {
+    /// Parses a JWKS document. Keeps only keys that can verify our tokens: `kty` `OKP`, `crv`
+    /// `Ed25519`, `alg` `EdDSA` or absent, `use` `sig` or absent, a non-empty `kid` and a 32-byte
+    /// base64url `x`. Every other key is skipped, and so are keys carrying private members (`d`...)
+    /// and every key whose `kid` appears more than once (which one signed would be ambiguous).
+    /// Only a document that is not a JSON object with a `keys` array is an error.
+    pub fn from_json(text: &str) -> Result<Self, JwksError> {
+        let document: Value =
+            serde_json::from_str(text).map_err(|e| JwksError(format!("not JSON: {e}")))?;
+        let keys = document
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| JwksError("no `keys` array".into()))?;
+        let mut parsed: Vec<(String, PublicKey)> = keys.iter().filter_map(parse_jwk).collect();
+        let mut ambiguous: Vec<String> = Vec::new();
+        for (i, (kid, _)) in parsed.iter().enumerate() {
+            if parsed[i + 1..].iter().any(|(other, _)| other == kid) {
+                ambiguous.push(kid.clone());
+            }
+        }
+        parsed.retain(|(kid, _)| !ambiguous.contains(kid));
+        Ok(Jwks { keys: parsed })
+    }
+
+    /// The key ids kept, in document order (for diagnostics).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(kid, _)| kid.as_str())
+    }
+
+    /// How many keys were kept.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key was kept.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl KeyLookup for Jwks {
+    fn public_key(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
+    }
+}
+
+fn parse_jwk(jwk: &Value) -> Option<(String, PublicKey)> {
+    let member = |name: &str| jwk.get(name);
+    let text = |name: &str| member(name).and_then(Value::as_str);
+    if text("kty")? != "OKP" || text("crv")? != "Ed25519" {
+        return None;
+    }
+    if member("alg").is_some_and(|alg| alg.as_str() != Some("EdDSA")) {
+        return None;
+    }
+    if member("use").is_some_and(|u| u.as_str() != Some("sig")) {
+        return None;
+    }
+    if PRIVATE_JWK_MEMBERS
+        .iter()
+        .any(|name| member(name).is_some())
+    {
+        return None;
+    }
+    let kid = text("kid").filter(|kid| !kid.is_empty())?;
+    let x = b64url_decode(text("x")?)?;
+    if x.len() != PublicKey::BYTES {
+        return None;
+    }
+    let key = PublicKey::from_slice(&x).ok()?;
+    Some((kid.to_owned(), key))
+}
+
+fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+fn to_datetime(unix_seconds: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(unix_seconds, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// The `kid` in the header of a token that is NOT verified by this call: for diagnostics, or to
+/// report which key signed a token after [`verify`] accepted it. Never trust it for anything else.
+pub fn unverified_key_id(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    UntrustedToken::<Map<String, Value>>::try_from(token)
+        .ok()?
+        .header()
+        .key_id
+        .clone()
+}
+
+/// Verifies an access token against `keys`, `expected` issuer and audience, at `now` (unix
+/// seconds). The rules, in order: at most [`MAX_TOKEN_BYTES`] before parsing; `alg` exactly `EdDSA`;
+/// `typ` exactly `at+jwt`; no `crit`, `jwk`, `jku`, `x5u` or `x5c` header; `kid` among `keys`; the
+/// Ed25519 signature; `exp`, `iat` and `nbf` present; `exp` and `nbf` within [`LEEWAY_SECONDS`];
+/// `iat` not in the future (same leeway); `iss` and `aud` equal to `expected`.
+#[inline]
+pub fn verify<K: KeyLookup + ?Sized>(
+    token: &str,
+    keys: &K,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<VerifiedAccess, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge { len: token.len() });
+    }
+    let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token)
+        .map_err(|e| TokenError::Malformed(e.to_string()))?;
+    if untrusted.algorithm() != "EdDSA" {
+        return Err(TokenError::AlgorithmMismatch {
+            actual: untrusted.algorithm().to_owned(),
+        });
+    }
+    let header = untrusted.header();
+    if header.token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        return Err(TokenError::WrongType {
+            actual: header.token_type.clone(),
+        });
+    }
+    if header.key_set_url.is_some() {
+        return Err(TokenError::ForbiddenHeader { name: "jku" });
+    }
+    if header.certificate_url.is_some() {
+        return Err(TokenError::ForbiddenHeader { name: "x5u" });
+    }
+    if let Some(name) = FORBIDDEN_HEADERS
+        .iter()
+        .find(|name| header.other_fields.contains_key(**name))
+    {
+        return Err(TokenError::ForbiddenHeader { name });
+    }
+    let key = header
+        .key_id
+        .as_deref()
+        .and_then(|kid| keys.public_key(kid))
+        .ok_or(TokenError::UnknownKey)?;
+
+    let token = Ed25519
+        .validator::<AccessClaims>(key)
+        .validate(&untrusted)
+        .map_err(|e| match e {
+            ValidationError::InvalidSignature | ValidationError::InvalidSignatureLen { .. } => {
+                TokenError::BadSignature
+            }
+            other => TokenError::Malformed(other.to_string()),
+        })?;
+
+    let claims = token.claims();
+    let time = TimeOptions::new(chrono::Duration::seconds(LEEWAY_SECONDS), || {
+        to_datetime(now)
+    });
+    let expiration = claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
+    let issued_at = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
+    claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
+    claims
+        .validate_expiration(&time)
+        .map_err(|_| TokenError::Expired)?;
+    claims
+        .validate_maturity(&time)
+        .map_err(|_| TokenError::NotYetValid)?;
+    if issued_at.timestamp() > now + LEEWAY_SECONDS {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if claims.custom.iss != expected.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.custom.aud != expected.audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(VerifiedAccess {
+        claims: claims.custom.clone(),
+        issued_at: issued_at.timestamp(),
+        expires_at: expiration.timestamp(),
+    })
+}
