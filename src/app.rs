@@ -11,6 +11,7 @@ use crate::handlers;
 use crate::http::{HttpRequest, HttpResponse, Method, ACCESS_COOKIE};
 use crate::identity::{self, User};
 use crate::mail::Outbox;
+use crate::rate_limits::IpLimiter;
 use crate::routes::{self, Credential, Requirement, RouteId, RouteMatch};
 use crate::store::{BackendError, Clock, Database, FlagStore, Random};
 use crate::tokens::{self, KeyRing, VerifiedAccess};
@@ -29,6 +30,8 @@ pub struct App<D, F> {
     pub config: Config,
     /// Mail this request wants sent; delivered by the edge after the response.
     pub outbox: Outbox,
+    /// Per-IP request limits (the Rate Limiting binding on the edge).
+    pub ip_limiter: Box<dyn IpLimiter>,
 }
 
 impl<D, F> std::fmt::Debug for App<D, F> {
@@ -149,13 +152,35 @@ impl Caller {
     }
 }
 
+/// Request headers a browser may send cross-origin (after a preflight).
+pub const CORS_ALLOW_HEADERS: &str = "authorization, content-type";
+/// Response headers a cross-origin script may read beyond the CORS-safelisted ones.
+pub const CORS_EXPOSE_HEADERS: &str = "retry-after, allow";
+/// How long a browser may cache a preflight answer, seconds.
+const CORS_MAX_AGE: &str = "600";
+
+/// Whether `request` is a CORS preflight.
+fn is_preflight(request: &HttpRequest) -> bool {
+    request.method == Method::Options
+        && request.header_value("origin").is_some()
+        && request
+            .header_value("access-control-request-method")
+            .is_some()
+}
+
 impl<D: Database, F: FlagStore> App<D, F> {
     /// Answers one request. Never panics on client input; every error becomes its mapped response.
     pub async fn handle(&self, request: &HttpRequest) -> HttpResponse {
-        let mut response = match self.route(request).await {
+        let outcome = if is_preflight(request) {
+            self.preflight(request)
+        } else {
+            self.route(request).await
+        };
+        let mut response = match outcome {
             Ok(response) => response,
             Err(error) => error.to_response(),
         };
+        self.add_cors_headers(request, &mut response);
         // Identity responses are personal: nothing is cached unless a handler says otherwise.
         if response.header_value("cache-control").is_none() {
             response.set_header("cache-control", "no-store");
@@ -165,6 +190,59 @@ impl<D: Database, F: FlagStore> App<D, F> {
             response.body.clear();
         }
         response
+    }
+
+    /// Answers a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`). Only
+    /// the configured origins get one: any other origin is `403` (and, like every response to it,
+    /// carries no CORS header, so the browser refuses the real request). An unknown path is `404`
+    /// and a method the path does not take `405`, as for the real request.
+    fn preflight(&self, request: &HttpRequest) -> Result<HttpResponse, ApiError> {
+        let origin = request.header_value("origin").unwrap_or_default();
+        if !self.config.is_allowed_origin(origin) {
+            return Err(ApiError::Forbidden);
+        }
+        let requested = request
+            .header_value("access-control-request-method")
+            .map(Method::parse)
+            .unwrap_or(Method::Other);
+        // No route takes OPTIONS, so a known path always answers with the methods it does take.
+        let allow = match routes::resolve(Method::Options, &request.path) {
+            RouteMatch::MethodNotAllowed(allow) => allow,
+            RouteMatch::Found(..) | RouteMatch::NotFound => return Err(ApiError::NotFound),
+        };
+        if requested == Method::Other || !allow.contains(&requested) {
+            return Err(ApiError::MethodNotAllowed { allow });
+        }
+        let methods: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+        Ok(HttpResponse::no_content()
+            .with_header("access-control-allow-methods", &methods.join(", "))
+            .with_header("access-control-allow-headers", CORS_ALLOW_HEADERS)
+            .with_header("access-control-max-age", CORS_MAX_AGE))
+    }
+
+    /// CORS for the configured origins only: the request's own `Origin` echoed back (never `*`,
+    /// never a foreign origin) with `Access-Control-Allow-Credentials`. Every response varies by
+    /// `Origin`, so a shared cache never hands one origin's answer to another.
+    fn add_cors_headers(&self, request: &HttpRequest, response: &mut HttpResponse) {
+        let vary = match response.header_value("vary") {
+            Some(existing) if !existing.to_ascii_lowercase().contains("origin") => {
+                format!("{existing}, Origin")
+            }
+            Some(existing) => existing.to_owned(),
+            None => "Origin".to_owned(),
+        };
+        response.set_header("vary", &vary);
+        let Some(origin) = request.header_value("origin") else {
+            return;
+        };
+        if !self.config.is_allowed_origin(origin) {
+            return;
+        }
+        response.set_header("access-control-allow-origin", origin);
+        response.set_header("access-control-allow-credentials", "true");
+        if !is_preflight(request) {
+            response.set_header("access-control-expose-headers", CORS_EXPOSE_HEADERS);
+        }
     }
 
     async fn route(&self, request: &HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -10,6 +10,35 @@ use crate::error::ApiError;
 /// Request bodies above this are refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Request headers above this size in all (names and values) are refused.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// A single `Cookie` or `Authorization` header above this size is refused: our own cookies and
+/// credentials are far smaller (an access token is refused above 8 KiB anyway).
+pub const MAX_CREDENTIAL_HEADER_BYTES: usize = 8 * 1024;
+
+/// Refuses absurd request headers before anything reads them: more than [`MAX_HEADER_BYTES`] in
+/// all, or a `Cookie` or `Authorization` header over [`MAX_CREDENTIAL_HEADER_BYTES`]. The answer is
+/// a `400 invalid_request` naming the header (no new error code: it is a malformed request).
+/// `headers` have lower-case names, as in [`HttpRequest::headers`].
+pub fn check_header_sizes(headers: &[(String, String)]) -> Result<(), ApiError> {
+    let mut total = 0usize;
+    for (name, value) in headers {
+        if matches!(name.as_str(), "cookie" | "authorization")
+            && value.len() > MAX_CREDENTIAL_HEADER_BYTES
+        {
+            let message = format!("the {name} header exceeds 8 KiB");
+            return Err(ApiError::invalid(None, &message));
+        }
+        // Name, value, ": " and CRLF, as on the wire.
+        total = total.saturating_add(name.len() + value.len() + 4);
+    }
+    if total > MAX_HEADER_BYTES {
+        return Err(ApiError::invalid(None, "request headers exceed 32 KiB"));
+    }
+    Ok(())
+}
+
 /// Cookie that carries the access token.
 pub const ACCESS_COOKIE: &str = "__Host-edgeauth-access";
 /// Cookie that carries the refresh token.
@@ -170,7 +199,28 @@ impl HttpRequest {
         if !self.has_content_type("application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Every body is an object: serde would also read a struct from an array (`[]` as an
+        // all-optional body), which no client means.
+        let first = self
+            .body
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if first != Some(&b'{') {
+            return Err(ApiError::invalid(
+                None,
+                "request body must be a JSON object",
+            ));
+        }
         decode_json(&self.body)
+    }
+
+    /// For routes that take no body: nothing, or an empty JSON object (`{}`), else the same `400`,
+    /// `413` or `415` as any body route.
+    pub fn expect_no_body(&self) -> Result<(), ApiError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+        self.json_body::<Empty>().map(|_| ())
     }
 
     /// The percent-decoded value of query parameter `name` (the first one, if repeated). `None` when
@@ -227,8 +277,10 @@ pub fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Exactly two hex digits: `from_str_radix` alone would also take a sign (`%+1`).
+                let hi = char::from(*bytes.get(i + 1)?).to_digit(16)?;
+                let lo = char::from(*bytes.get(i + 2)?).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
             }
             b'+' => {

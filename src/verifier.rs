@@ -21,9 +21,8 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use jwt_compact::alg::Ed25519;
-use jwt_compact::{AlgorithmExt, TimeOptions, UntrustedToken, ValidationError};
+use jwt_compact::{AlgorithmExt, UntrustedToken, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -288,10 +287,6 @@ fn b64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
-fn to_datetime(unix_seconds: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(unix_seconds, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
-
 /// The `kid` in the header of a token that is NOT verified by this call: for diagnostics, or to
 /// report which key signed a token after [`verify`] accepted it. Never trust it for anything else.
 pub fn unverified_key_id(token: &str) -> Option<String> {
@@ -362,19 +357,18 @@ pub fn verify<K: KeyLookup + ?Sized>(
         })?;
 
     let claims = token.claims();
-    let time = TimeOptions::new(chrono::Duration::seconds(LEEWAY_SECONDS), || {
-        to_datetime(now)
-    });
     let expiration = claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
     let issued_at = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
-    claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
-    claims
-        .validate_expiration(&time)
-        .map_err(|_| TokenError::Expired)?;
-    claims
-        .validate_maturity(&time)
-        .map_err(|_| TokenError::NotYetValid)?;
-    if issued_at.timestamp() > now + LEEWAY_SECONDS {
+    let not_before = claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
+    // Compared as unix seconds: jwt-compact's `validate_maturity` computes `nbf - leeway` with
+    // chrono, which panics for an `nbf` within the leeway of chrono's earliest date.
+    if expiration.timestamp() < now.saturating_sub(LEEWAY_SECONDS) {
+        return Err(TokenError::Expired);
+    }
+    if not_before.timestamp() > now.saturating_add(LEEWAY_SECONDS) {
+        return Err(TokenError::NotYetValid);
+    }
+    if issued_at.timestamp() > now.saturating_add(LEEWAY_SECONDS) {
         return Err(TokenError::IssuedInFuture);
     }
     if claims.custom.iss != expected.issuer {

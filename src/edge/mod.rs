@@ -7,13 +7,18 @@ pub mod binding;
 mod d1;
 mod kv;
 mod mail;
+mod rate_limit;
 
 use worker::{event, Context, Env, Headers, Request, Response, ScheduledEvent};
 
 use crate::app::App;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
+
+use crate::http::{check_header_sizes, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
 use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
 
@@ -85,6 +90,7 @@ fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
         random: Box::new(JsRandom),
         config,
         outbox: Outbox::default(),
+        ip_limiter: Box::new(rate_limit::BindingLimiter(env.clone())),
     })
 }
 
@@ -158,6 +164,7 @@ async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {
         .entries()
         .map(|(name, value)| (name.to_ascii_lowercase(), value))
         .collect();
+    check_header_sizes(&headers)?;
     // Refuse oversized bodies before reading them when the client declares the size.
     let declared = headers
         .iter()
@@ -170,14 +177,8 @@ async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {
     let body = if matches!(method, Method::Get | Method::Head) {
         Vec::new()
     } else {
-        request
-            .bytes()
-            .await
-            .map_err(|_| ApiError::invalid(None, "could not read the request body"))?
+        read_body(request).await?
     };
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
     Ok(HttpRequest {
         method,
         path: url.path().to_owned(),
@@ -185,6 +186,48 @@ async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {
         headers,
         body,
     })
+}
+
+/// Reads the body chunk by chunk and keeps at most [`MAX_BODY_BYTES`] of it: a body without
+/// `Content-Length` (chunked) or with a false one is never buffered beyond the limit. The rest is
+/// read and dropped (not cancelled), so the client gets its `413` as an answer rather than a reset
+/// connection; the platform bounds how long a body can be.
+async fn read_body(request: &Request) -> Result<Vec<u8>, ApiError> {
+    let unreadable = |_| ApiError::invalid(None, "could not read the request body");
+    let Some(stream) = request.inner().body() else {
+        return Ok(Vec::new());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut body = Vec::new();
+    let mut too_large = false;
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(unreadable)?;
+        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
+            .map_err(unreadable)?
+            .as_bool()
+            .unwrap_or(true);
+        if done {
+            return if too_large {
+                Err(ApiError::PayloadTooLarge)
+            } else {
+                Ok(body)
+            };
+        }
+        if too_large {
+            continue;
+        }
+        let bytes: js_sys::Uint8Array = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(unreadable)?
+            .dyn_into()
+            .map_err(unreadable)?;
+        let len = usize::try_from(bytes.length()).unwrap_or(usize::MAX);
+        if body.len().saturating_add(len) > MAX_BODY_BYTES {
+            too_large = true;
+            body = Vec::new();
+            continue;
+        }
+        body.extend_from_slice(&bytes.to_vec());
+    }
 }
 
 fn to_worker_response(response: HttpResponse) -> worker::Result<Response> {

@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, REFRESH_COOKIE};
 use crate::identity::{self, normalize_email, User};
 use crate::passwords::{self, StoredHash, SALT_BYTES};
+use crate::rate_limits::{self, Admission, IpScope};
 use crate::sessions::{self, AuthMethod, RefreshError, RevokeReason, SessionMode};
 use crate::stmt;
 use crate::store::{Database, FlagStore};
@@ -35,15 +36,16 @@ pub(super) async fn login<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limits::check_ip(app, request, IpScope::Login).await?;
     let body: LoginBody = request.json_body()?;
     let mode = SessionMode::from_request(body.session.as_deref())?;
     if mode == SessionMode::Cookie {
         reject_foreign_origin(app, request)?;
     }
     let password_too_long = body.password.len() > passwords::MAX_PASSWORD_BYTES;
-    let identifier = match (&body.email, &body.username) {
-        (Some(email), None) => normalize_email(email, "email")?,
-        (None, Some(username)) => username.trim().to_lowercase(),
+    let (kind, identifier) = match (&body.email, &body.username) {
+        (Some(email), None) => ("email", normalize_email(email, "email")?),
+        (None, Some(username)) => ("username", username.trim().to_lowercase()),
         _ => {
             return Err(ApiError::invalid(
                 Some("email"),
@@ -57,6 +59,12 @@ pub(super) async fn login<D: Database, F: FlagStore>(
         .map(|l| l.trim().chars().take(100).collect::<String>())
         .filter(|l| !l.is_empty());
 
+    // The attempt is counted (and the lock it would earn set) before the password is checked; a
+    // locked identifier, known or not, takes the same path as a wrong password below.
+    let lockout_key = rate_limits::lockout_key(kind, &identifier);
+    let admission = rate_limits::admit_login(app, &lockout_key).await?;
+    let locked = admission == Admission::Locked;
+
     let user = if body.email.is_some() {
         identity::find_user_by_email(&app.db, &identifier).await?
     } else {
@@ -68,9 +76,10 @@ pub(super) async fn login<D: Database, F: FlagStore>(
     };
 
     // Every path below costs one full hash, known user or not, so timing does not reveal accounts;
-    // an over-long password is refused after the same work, with the same 401.
+    // an over-long password, and any password while the identifier is locked, is refused after the
+    // same work (against the dummy: a locked password is never checked), with the same 401.
     let verified = match &record {
-        Some(phc) if !password_too_long => {
+        Some(phc) if !password_too_long && !locked => {
             let stored = StoredHash::parse(phc)?;
             stored.verify(&body.password).then_some(stored)
         }
@@ -95,13 +104,22 @@ pub(super) async fn login<D: Database, F: FlagStore>(
                     outcome: Outcome::Failure,
                     actor: Actor::Anonymous,
                     target: user.as_ref().map(|u| ("user", u.id.as_str())),
-                    detail: Some(json!({ "method": "pwd", "identifier": identifier })),
+                    detail: Some(
+                        json!({ "method": "pwd", "identifier": identifier, "locked": locked }),
+                    ),
                 },
             )
             .await?;
             return Err(ApiError::AuthFailure);
         }
     };
+
+    // The right password ends the run of failures on every identifier of the user.
+    let mut keys = rate_limits::lockout_keys_of(&user.email, user.username.as_deref());
+    if !keys.contains(&lockout_key) {
+        keys.push(lockout_key);
+    }
+    rate_limits::clear_lockout(app, &keys).await?;
 
     if stored.needs_rehash(app.config.pbkdf2_iterations) {
         // The configured cost has risen since this hash was made: upgrade it while we hold the
@@ -182,6 +200,7 @@ pub(super) async fn refresh<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limits::check_ip(app, request, IpScope::Refresh).await?;
     let (token, mode) = presented_refresh_token(app, request)?.ok_or(ApiError::AuthFailure)?;
     let meta = RequestMeta::of(request);
     let (session, current_token) = match sessions::refresh(app, &meta, &token).await {

@@ -20,7 +20,7 @@ use crate::identity::{self, normalize_email, normalize_name, User};
 use crate::magic_links::{self, Attempt, CodeOutcome, NewAttempt, Purpose};
 use crate::mail::{self, LinkMailKind};
 use crate::passwords::{self, SALT_BYTES};
-use crate::rate_limits::{self, MAIL_PER_ADDRESS};
+use crate::rate_limits::{self, IpScope, MAIL_PER_ADDRESS};
 use crate::redirects::check_redirect;
 use crate::sessions::{self, AuthMethod, SessionMode};
 use crate::store::{Database, FlagStore};
@@ -41,6 +41,7 @@ pub(super) async fn request_link<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limits::check_ip(app, request, IpScope::MagicLinkRequest).await?;
     let body: LinkRequestBody = request.json_body()?;
     let email = normalize_email(&body.email, "email")?;
     let mode = SessionMode::from_request(body.session.as_deref())?;
@@ -178,6 +179,7 @@ pub(super) async fn verify_link<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limits::check_ip(app, request, IpScope::MagicLinkConfirm).await?;
     let (responder, body) = if request.has_content_type("application/x-www-form-urlencoded") {
         let mut token = None;
         let mut attempt = None;
@@ -219,6 +221,7 @@ pub(super) async fn verify_code<D: Database, F: FlagStore>(
     app: &App<D, F>,
     request: &HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    rate_limits::check_ip(app, request, IpScope::MagicLinkConfirm).await?;
     let body: CodeBody = request.json_body()?;
     let email = normalize_email(&body.email, "email")?;
     reject_foreign_origin(app, request)?;
@@ -268,6 +271,12 @@ async fn finish<D: Database, F: FlagStore>(
     let Some(user) = user_for_attempt(app, &attempt).await? else {
         return refuse(app, request, responder).await;
     };
+    // Proof of the mailbox ends any password lockout of the account.
+    rate_limits::clear_lockout(
+        app,
+        &rate_limits::lockout_keys_of(&user.email, user.username.as_deref()),
+    )
+    .await?;
     let meta = RequestMeta::of(request);
     let (session, refresh_token) =
         sessions::create(app, &meta, &user.id, None, AuthMethod::Email).await?;
@@ -419,6 +428,7 @@ pub(super) async fn register<D: Database, F: FlagStore>(
     if !app.config.allow_signup {
         return Err(ApiError::NotFound);
     }
+    rate_limits::check_ip(app, request, IpScope::Register).await?;
     let body: RegisterBody = request.json_body()?;
     let email = normalize_email(&body.email, "email")?;
     passwords::check_policy(&body.password, "password")?;

@@ -595,7 +595,7 @@ pub(super) async fn reset_password<D: Database, F: FlagStore>(
     caller: Caller,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    existing(app, id).await?;
+    let user = existing(app, id).await?;
     let random = app.random.as_ref();
     let temporary =
         zeroize::Zeroizing::new(b64url(&random_array::<TEMPORARY_PASSWORD_BYTES>(random)?));
@@ -627,6 +627,12 @@ pub(super) async fn reset_password<D: Database, F: FlagStore>(
     if changes.get(1) != Some(&1) {
         return Err(ApiError::NotFound);
     }
+    // The temporary password must work at once, whatever a guesser did to the old one.
+    crate::rate_limits::clear_lockout(
+        app,
+        &crate::rate_limits::lockout_keys_of(&user.email, user.username.as_deref()),
+    )
+    .await?;
     // Whoever held the old password loses every session now.
     let revoked = sessions::revoke_all_for_user(app, id, RevokeReason::AdminRevoked, None).await?;
     record_change(

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use edgeauth::app::App;
 use edgeauth::config::Config;
 use edgeauth::http::{HttpRequest, HttpResponse, Method};
+use edgeauth::rate_limits::MemoryIpLimiter;
 use edgeauth::store::{BackendError, Clock, Database, FlagStore, Random, Row, SqlValue, Statement};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::Connection;
@@ -245,6 +246,7 @@ pub fn app(overrides: &[(&str, &str)]) -> (TestApp, TestClock) {
         random: Box::new(OsRandom),
         config: config(overrides),
         outbox: Default::default(),
+        ip_limiter: Box::new(MemoryIpLimiter::default()),
     };
     (app, clock)
 }
