@@ -43,8 +43,20 @@ impl From<PasswordError> for ApiError {
     }
 }
 
-/// Checks a new password against the policy: 8 characters to 1024 bytes, nothing else (no
-/// composition rules). The password is used exactly as received: no trimming, no normalisation.
+/// The common passwords of at least [`MIN_PASSWORD_CHARS`], lowercase, one per line (built by
+/// build.rs from `data/common-passwords.txt`, the 10,000 most common).
+static COMMON_PASSWORDS: &str = include_str!(concat!(env!("OUT_DIR"), "/common_passwords.txt"));
+
+/// Whether `password` is one of the 10,000 most common, ignoring ASCII case (`Password1` is as
+/// guessable as `password1`). The list is ASCII, so a password with any other character is not on it.
+pub fn is_common(password: &str) -> bool {
+    let lowered = password.to_ascii_lowercase();
+    COMMON_PASSWORDS.lines().any(|common| common == lowered)
+}
+
+/// Checks a new password against the policy: 8 characters to 1024 bytes and not one of the 10,000
+/// most common; no composition rules. The password is used exactly as received: no trimming, no
+/// normalisation (the common-list check alone ignores ASCII case).
 pub fn check_policy(password: &str, field: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError::invalid(
@@ -56,6 +68,12 @@ pub fn check_policy(password: &str, field: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             Some(field),
             "password must be at most 1024 bytes",
+        ));
+    }
+    if is_common(password) {
+        return Err(ApiError::invalid(
+            Some(field),
+            "password is one of the most common passwords; choose another",
         ));
     }
     Ok(())

@@ -104,7 +104,7 @@ fn a_login_upgrades_a_hash_made_at_a_lower_cost() {
 #[test]
 fn the_policy_is_8_characters_to_1024_bytes_with_no_composition_rules() {
     assert!(passwords::check_policy("1234567", "p").is_err());
-    assert!(passwords::check_policy("12345678", "p").is_ok());
+    assert!(passwords::check_policy("12345679x", "p").is_ok());
     assert!(
         passwords::check_policy("ééééééé", "p").is_err(),
         "7 characters, 14 bytes"
@@ -122,9 +122,159 @@ fn the_policy_is_8_characters_to_1024_bytes_with_no_composition_rules() {
         "1026 bytes"
     );
     assert!(
-        passwords::check_policy("aaaaaaaa", "p").is_ok(),
+        passwords::check_policy("qqqqqqqq", "p").is_ok(),
         "no composition rules"
     );
+}
+
+/// The shipped list, as the file has it (build.rs embeds only the entries of 8 characters or more).
+fn top_10000() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/common-passwords.txt");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip_while(|line| line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_one_of_the_top_10000_is_refused() {
+    let list = top_10000();
+    assert_eq!(list.len(), 10_000);
+    let mut refused_as_common = 0;
+    for word in &list {
+        let err = passwords::check_policy(word, "password")
+            .expect_err(word)
+            .to_response();
+        assert_eq!(err.status, 400, "{word}");
+        assert_eq!(err.json_value()["error"]["field"], "password", "{word}");
+        if word.chars().count() >= passwords::MIN_PASSWORD_CHARS {
+            assert!(passwords::is_common(word), "{word}");
+            refused_as_common += 1;
+        }
+    }
+    // The length rule takes the rest; this many reach the list itself.
+    assert_eq!(refused_as_common, 3395);
+    // Case does not make one uncommon; a character more does.
+    for word in ["Password", "PASSWORD1", "iLoveYou1", "Football1"] {
+        assert!(passwords::is_common(word), "{word}");
+        let message = passwords::check_policy(word, "password")
+            .unwrap_err()
+            .to_response()
+            .json_value()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("common"), "{message}");
+    }
+    for word in ["password!", "passw0rd-x", "fóotball1", "qqqqqqqq"] {
+        assert!(!passwords::is_common(word), "{word}");
+    }
+}
+
+#[test]
+fn a_common_password_changes_nothing_on_any_route_that_sets_one() {
+    let (app, _clock) = app(&[("ALLOW_SIGNUP", "true")]);
+    let key = text(&bootstrap(&app), "key");
+    let access = text(&login_token_mode(&app), "access_token");
+    let before = app.db.rows("SELECT COUNT(*) AS n FROM users", &[])[0]
+        .int("n")
+        .unwrap();
+    let attempts = [
+        (
+            post(
+                "/v1/users",
+                json!({ "email": "new@example.test", "name": "New", "password": "Password1" }),
+            ),
+            Some(&key),
+            "password",
+        ),
+        (
+            post(
+                "/v1/auth/register",
+                json!({ "email": "signup@example.test", "password": "baseball", "session": "token" }),
+            ),
+            None,
+            "password",
+        ),
+        (
+            post(
+                "/v1/auth/password",
+                json!({ "current_password": ADMIN_PASSWORD, "new_password": "trustno1" }),
+            ),
+            Some(&access),
+            "new_password",
+        ),
+    ];
+    for (request, credential, field) in attempts {
+        let request = match credential {
+            Some(credential) => with_bearer(request, credential),
+            None => request,
+        };
+        let response = send(&app, request);
+        assert_eq!(response.status, 400, "{:?}", response.json_value());
+        assert_eq!(response.json_value()["error"]["field"], field);
+    }
+    let after = app.db.rows("SELECT COUNT(*) AS n FROM users", &[])[0]
+        .int("n")
+        .unwrap();
+    assert_eq!(after, before, "no user was created");
+    // The admin's password is unchanged.
+    assert!(!text(&login_token_mode(&app), "access_token").is_empty());
+}
+
+#[test]
+fn any_unicode_up_to_1024_bytes_is_a_password_that_logs_in() {
+    let (app, _clock) = app(&[]);
+    let key = text(&bootstrap(&app), "key");
+    // NUL, a tab, a right-to-left override, a combining accent, CJK and an emoji: all allowed.
+    let mut password = String::from("p\u{0}\tä\u{202e}e\u{301}密码🔑");
+    while password.len() < passwords::MAX_PASSWORD_BYTES {
+        password.push(if passwords::MAX_PASSWORD_BYTES - password.len() >= 4 {
+            '🗝'
+        } else {
+            'x'
+        });
+    }
+    assert_eq!(password.len(), 1024);
+    let created = send(
+        &app,
+        with_bearer(
+            post(
+                "/v1/users",
+                json!({ "email": "uni@example.test", "name": "Uni", "password": password }),
+            ),
+            &key,
+        ),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.json_value());
+    let login = |password: &str| {
+        send(
+            &app,
+            post(
+                "/v1/auth/login",
+                json!({ "email": "uni@example.test", "password": password, "session": "token" }),
+            ),
+        )
+        .status
+    };
+    assert_eq!(login(&password), 200);
+    // Exactly as received: the precomposed é is another password.
+    assert_eq!(login(&password.replacen("e\u{301}", "é", 1)), 401);
+    let too_long = format!("{password}x");
+    let refused = send(
+        &app,
+        with_bearer(
+            post(
+                "/v1/users",
+                json!({ "email": "long@example.test", "name": "Long", "password": too_long }),
+            ),
+            &key,
+        ),
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json_value()["error"]["field"], "password");
 }
 
 #[test]

@@ -224,7 +224,11 @@ pub(super) async fn logout<D: Database, F: FlagStore>(
 ) -> Result<HttpResponse, ApiError> {
     let meta = RequestMeta::of(request);
     let (session_id, user_id) = match caller.as_ref().map(|c| &c.principal) {
-        Some(Principal::Session { user, access }) => (access.claims().sid.clone(), user.id.clone()),
+        Some(Principal::Session { user, access }) => {
+            // The access token names the session; a body is still judged like any other.
+            request.json_body::<RefreshBody>()?;
+            (access.claims().sid.clone(), user.id.clone())
+        }
         // API keys never reach here (the route table refuses them); treat it as no session.
         Some(Principal::ApiKey { .. }) => return Err(ApiError::Forbidden),
         None => {
@@ -256,6 +260,7 @@ pub(super) async fn logout_all<D: Database, F: FlagStore>(
     request: &HttpRequest,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
+    request.expect_no_body()?;
     let user_id = caller.user().id.clone();
     let revoked = sessions::revoke_all_for_user(app, &user_id, RevokeReason::Logout, None).await?;
     audit::record(

@@ -31,6 +31,7 @@ pub(super) async fn rotate<D: Database, F: FlagStore>(
     request: &HttpRequest,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
+    request.expect_no_body()?;
     let seen = signing_keys::current(&app.db).await?;
     let rotation = signing_keys::rotate(app, seen.as_ref().map(|k| k.kid.as_str())).await?;
     record_change(

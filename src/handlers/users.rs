@@ -512,6 +512,7 @@ pub(super) async fn disable<D: Database, F: FlagStore>(
     caller: Caller,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
+    request.expect_no_body()?;
     existing(app, id).await?;
     let now = app.clock.now();
     let changed = app
@@ -554,6 +555,7 @@ pub(super) async fn enable<D: Database, F: FlagStore>(
     caller: Caller,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
+    request.expect_no_body()?;
     let user = existing(app, id).await?;
     match user.status.as_str() {
         "active" => return Ok(user_response(200, &user)),
@@ -595,6 +597,7 @@ pub(super) async fn reset_password<D: Database, F: FlagStore>(
     caller: Caller,
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
+    request.expect_no_body()?;
     let user = existing(app, id).await?;
     let random = app.random.as_ref();
     let temporary =
