@@ -24,8 +24,9 @@ use zeroize::Zeroizing;
 use crate::app::App;
 use crate::config::Config;
 use crate::crypto::{b64url, derive_key, hex, hmac_sha256, new_id, random_array, sha256_hex};
+use crate::rate_limits::{self, Limit};
 pub use crate::sessions::SessionMode;
-use crate::store::{BackendError, Database, FlagStore, Random, Row};
+use crate::store::{BackendError, Database, FlagStore, Random, Row, SqlValue, Statement};
 use crate::{stmt, ORG_ID};
 
 /// Wrong codes an attempt survives: the fifth ends it, for the code and the link alike. Five
@@ -256,14 +257,76 @@ pub fn is_binding_shaped(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The columns of a new attempt; the values follow as `VALUES (attempt_values!())` or a `SELECT`.
+macro_rules! insert_attempt {
+    () => {
+        "INSERT INTO magic_link_attempts (id, org_id, email, user_id, purpose, token_hash, \
+         code_hash, binding_hash, redirect_to, session_mode, code_failures, created_at, \
+         expires_at) "
+    };
+}
+
+/// The values of [`insert_attempt`], bound by [`attempt_params`] as `?1` to `?12`.
+macro_rules! attempt_values {
+    () => {
+        "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12"
+    };
+}
+
 /// Creates an attempt that expires `MAGIC_LINK_TTL` seconds from now. Returns the secrets for the
 /// mail and the client, and the attempt's id. Only hashes are stored.
 pub async fn create_attempt<D: Database, F: FlagStore>(
     app: &App<D, F>,
     new: &NewAttempt<'_>,
 ) -> Result<(AttemptSecrets, String), BackendError> {
-    let config = &app.config;
-    let now = app.clock.now();
+    let (id, secrets) = draw_attempt(app, new)?;
+    let params = attempt_params(app, new, &id, &secrets);
+    app.db
+        .execute(Statement {
+            sql: concat!(insert_attempt!(), "VALUES (", attempt_values!(), ")"),
+            params,
+        })
+        .await?;
+    Ok((secrets, id))
+}
+
+/// Creates an attempt only if `eligible` and the address's mail limit still allows a mail, and
+/// counts the request against that limit, in ONE batch: the counter upsert, then the insert
+/// conditional on both. Returns the secrets, and whether they were stored (a mail is due); the
+/// binding is for the answer either way, so a refused request answers exactly like a stored one.
+///
+/// Built for enumeration resistance: a known and an unknown address do the same work (the same
+/// random draws and hashes, the same two statements in one D1 round trip); only the bound
+/// `eligible` differs, so neither the answer nor its time says which it was.
+pub async fn create_attempt_within_limit<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    new: &NewAttempt<'_>,
+    eligible: bool,
+    limit_key: &str,
+    limit: Limit,
+) -> Result<(AttemptSecrets, bool), BackendError> {
+    let (id, secrets) = draw_attempt(app, new)?;
+    let mut params = attempt_params(app, new, &id, &secrets);
+    params.extend([eligible.into(), limit_key.into(), limit.max.into()]);
+    let insert = Statement {
+        sql: concat!(
+            insert_attempt!(),
+            "SELECT ",
+            attempt_values!(),
+            " WHERE ?13 = 1 AND (SELECT count FROM rate_limits WHERE key = ?14) <= ?15"
+        ),
+        params,
+    };
+    let counted = rate_limits::hit_statement(limit_key, limit, app.clock.now());
+    let changes = app.db.batch(vec![counted, insert]).await?;
+    Ok((secrets, changes.get(1) == Some(&1)))
+}
+
+/// Draws a new attempt's id and secrets, reusing a binding the browser already holds.
+fn draw_attempt<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    new: &NewAttempt<'_>,
+) -> Result<(String, AttemptSecrets), BackendError> {
     let random = app.random.as_ref();
     let id = new_id(app.clock.as_ref(), random)?;
     let binding = match new.binding.filter(|b| is_binding_shaped(b)) {
@@ -275,27 +338,32 @@ pub async fn create_attempt<D: Database, F: FlagStore>(
         code: Zeroizing::new(generate_code(random)?),
         binding,
     };
-    app.db
-        .execute(stmt!(
-            "INSERT INTO magic_link_attempts (id, org_id, email, user_id, purpose, token_hash, \
-             code_hash, binding_hash, redirect_to, session_mode, code_failures, created_at, \
-             expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12)",
-            id.clone(),
-            ORG_ID,
-            new.email,
-            new.user_id,
-            new.purpose.as_str(),
-            token_hash(secrets.token()),
-            code_hash(config, secrets.binding(), secrets.code()),
-            binding_hash(config, secrets.binding()),
-            new.redirect_to,
-            new.session_mode.as_str(),
-            now,
-            now + config.magic_link_ttl
-        ))
-        .await?;
-    Ok((secrets, id))
+    Ok((id, secrets))
+}
+
+/// `?1` to `?12` of [`attempt_values`]: only hashes of the secrets, expiring `MAGIC_LINK_TTL` on.
+fn attempt_params<D: Database, F: FlagStore>(
+    app: &App<D, F>,
+    new: &NewAttempt<'_>,
+    id: &str,
+    secrets: &AttemptSecrets,
+) -> Vec<SqlValue> {
+    let config = &app.config;
+    let now = app.clock.now();
+    vec![
+        id.into(),
+        ORG_ID.into(),
+        new.email.into(),
+        new.user_id.into(),
+        new.purpose.as_str().into(),
+        token_hash(secrets.token()).into(),
+        code_hash(config, secrets.binding(), secrets.code()).into(),
+        binding_hash(config, secrets.binding()).into(),
+        new.redirect_to.into(),
+        new.session_mode.as_str().into(),
+        now.into(),
+        (now + config.magic_link_ttl).into(),
+    ]
 }
 
 /// Whether a link token is live (unconsumed, unexpired, not locked by wrong codes), and for whom.

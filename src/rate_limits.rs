@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::crypto::sha256_hex;
 use crate::error::ApiError;
 use crate::http::HttpRequest;
-use crate::store::{BackendError, Database, FlagStore};
+use crate::store::{BackendError, Database, FlagStore, Statement};
 use crate::{stmt, ORG_ID};
 
 /// A limit: at most `max` hits per `window_seconds`.
@@ -41,6 +41,21 @@ pub fn key(scope: &str, subject: &str) -> String {
     format!("{scope}:{}", sha256_hex(subject.as_bytes()))
 }
 
+/// The upsert that counts one hit: `?1` key, `?2` org, `?3` now, `?4` window seconds.
+macro_rules! hit_upsert {
+    () => {
+        "INSERT INTO rate_limits (key, org_id, window_start, count, expires_at) \
+         VALUES (?1, ?2, ?3, 1, ?3 + ?4) \
+         ON CONFLICT (key) DO UPDATE SET \
+           count = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN 1 \
+                        ELSE rate_limits.count + 1 END, \
+           window_start = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN ?3 \
+                               ELSE rate_limits.window_start END, \
+           expires_at = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN ?3 + ?4 \
+                             ELSE rate_limits.expires_at END"
+    };
+}
+
 /// Counts one hit on `key` and says whether it is within `limit`. Hits beyond the limit are counted
 /// too, so hammering does not open the next window early.
 pub async fn hit<D: Database, F: FlagStore>(
@@ -52,16 +67,7 @@ pub async fn hit<D: Database, F: FlagStore>(
     let row = app
         .db
         .query_one(stmt!(
-            "INSERT INTO rate_limits (key, org_id, window_start, count, expires_at) \
-             VALUES (?1, ?2, ?3, 1, ?3 + ?4) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN 1 \
-                            ELSE rate_limits.count + 1 END, \
-               window_start = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN ?3 \
-                                   ELSE rate_limits.window_start END, \
-               expires_at = CASE WHEN rate_limits.window_start + ?4 <= ?3 THEN ?3 + ?4 \
-                                 ELSE rate_limits.expires_at END \
-             RETURNING count",
+            concat!(hit_upsert!(), " RETURNING count"),
             key,
             ORG_ID,
             now,
@@ -77,6 +83,12 @@ pub async fn hit<D: Database, F: FlagStore>(
         }
     };
     Ok(count <= limit.max)
+}
+
+/// [`hit`] as a statement, to batch the count with the work it guards: a later statement of the
+/// same batch tests `(SELECT count FROM rate_limits WHERE key = ?) <= max`.
+pub fn hit_statement(key: &str, limit: Limit, now: i64) -> Statement {
+    stmt!(hit_upsert!(), key, ORG_ID, now, limit.window_seconds)
 }
 
 // ---- Per-account lockout -------------------------------------------------------------------------

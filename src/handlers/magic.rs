@@ -57,26 +57,29 @@ pub(super) async fn request_link<D: Database, F: FlagStore>(
     }
     let held = held_binding(request, mode);
 
-    // Same work for every address up to here: one lookup and one counter hit.
+    // The same work for every address: one lookup, then one batch that counts the mail and stores
+    // the attempt only if the address may sign in and is within its mail limit.
     let user = identity::find_user_by_email(&app.db, &email).await?;
-    let within_limit = mail_allowed(app, &email).await?;
     let eligible = match &user {
         Some(user) => user.status != "disabled",
         None => app.config.allow_signup,
     };
-    let binding = if eligible && within_limit {
-        let (secrets, _) = magic_links::create_attempt(
-            app,
-            &NewAttempt {
-                email: &email,
-                user_id: user.as_ref().map(|u| u.id.as_str()),
-                purpose: Purpose::Login,
-                redirect_to: redirect_to.as_deref(),
-                session_mode: mode,
-                binding: held.as_deref().map(String::as_str),
-            },
-        )
-        .await?;
+    let (secrets, stored) = magic_links::create_attempt_within_limit(
+        app,
+        &NewAttempt {
+            email: &email,
+            user_id: user.as_ref().map(|u| u.id.as_str()),
+            purpose: Purpose::Login,
+            redirect_to: redirect_to.as_deref(),
+            session_mode: mode,
+            binding: held.as_deref().map(String::as_str),
+        },
+        eligible,
+        &mail_limit_key(&email),
+        MAIL_PER_ADDRESS,
+    )
+    .await?;
+    if stored {
         app.outbox.push(mail::link_mail(
             &app.config,
             &email,
@@ -84,11 +87,9 @@ pub(super) async fn request_link<D: Database, F: FlagStore>(
             secrets.token(),
             secrets.code(),
         ));
-        Zeroizing::new(secrets.binding().to_owned())
-    } else {
-        reuse_or_new_binding(app, held)?
-    };
-    Ok(sent_response(app, mode, &binding))
+    }
+    // Stored or not, the answer carries the binding drawn for it (the held one, or a fresh one).
+    Ok(sent_response(app, mode, secrets.binding()))
 }
 
 /// The binding the browser already holds (cookie mode only), if it has the shape of ours.
@@ -118,8 +119,12 @@ async fn mail_allowed<D: Database, F: FlagStore>(
     app: &App<D, F>,
     email: &str,
 ) -> Result<bool, ApiError> {
-    let key = rate_limits::key("mail", email);
-    Ok(rate_limits::hit(app, &key, MAIL_PER_ADDRESS).await?)
+    Ok(rate_limits::hit(app, &mail_limit_key(email), MAIL_PER_ADDRESS).await?)
+}
+
+/// The counter of mails to `email`.
+fn mail_limit_key(email: &str) -> String {
+    rate_limits::key("mail", email)
 }
 
 /// `202 {"status":"sent"}` with the binding: the link cookie, or `attempt` in token mode.
