@@ -176,6 +176,18 @@ impl<D: Database, F: FlagStore> App<D, F> {
         } else {
             self.route(request).await
         };
+        self.finish(request, outcome)
+    }
+
+    /// The headers every response gets (CORS for the configured origins, `Vary: Origin`,
+    /// `no-store` unless the handler chose a cache policy, `nosniff`), on an answer or on a
+    /// refusal. The edge also uses it for requests refused before a handler runs (a body over
+    /// 64 KiB, absurd headers), whose `request` carries headers but no body.
+    pub fn finish(
+        &self,
+        request: &HttpRequest,
+        outcome: Result<HttpResponse, ApiError>,
+    ) -> HttpResponse {
         let mut response = match outcome {
             Ok(response) => response,
             Err(error) => error.to_response(),

@@ -94,9 +94,14 @@ fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
     })
 }
 
-async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
-    let http_request = read_request(&mut request).await?;
+async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
+    let mut http_request = request_head(&request)?;
     let app = build_app(env).map_err(|detail| ApiError::Unavailable { detail })?;
+    // A refusal here (absurd headers, a body over 64 KiB) gets the headers of any other answer,
+    // CORS included, so a page of an allowed origin can read why.
+    if let Err(error) = read_body_within_limits(&request, &mut http_request).await {
+        return Ok(app.finish(&http_request, Err(error)));
+    }
     let response = app.handle(&http_request).await;
     // Mail goes out after the answer: the client does not wait for the provider, and an address
     // that gets mail is answered as fast as one that gets none.
@@ -155,37 +160,42 @@ mod scheduled_export {
     }
 }
 
-async fn read_request(request: &mut Request) -> Result<HttpRequest, ApiError> {
+/// The request without its body: method, path, query and headers (names lower-cased).
+fn request_head(request: &Request) -> Result<HttpRequest, ApiError> {
     let url = request
         .url()
         .map_err(|_| ApiError::invalid(None, "bad request URL"))?;
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .entries()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
-        .collect();
-    check_header_sizes(&headers)?;
+    Ok(HttpRequest {
+        method: Method::parse(request.method().as_ref()),
+        path: url.path().to_owned(),
+        query: url.query().map(str::to_owned),
+        headers: request
+            .headers()
+            .entries()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect(),
+        body: Vec::new(),
+    })
+}
+
+/// Checks the header sizes, then reads the body into `head` (not for `GET`/`HEAD`), refusing one
+/// that declares or turns out to be over [`MAX_BODY_BYTES`].
+async fn read_body_within_limits(
+    request: &Request,
+    head: &mut HttpRequest,
+) -> Result<(), ApiError> {
+    check_header_sizes(&head.headers)?;
     // Refuse oversized bodies before reading them when the client declares the size.
-    let declared = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let declared = head
+        .header_value("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let method = Method::parse(request.method().as_ref());
-    let body = if matches!(method, Method::Get | Method::Head) {
-        Vec::new()
-    } else {
-        read_body(request).await?
-    };
-    Ok(HttpRequest {
-        method,
-        path: url.path().to_owned(),
-        query: url.query().map(str::to_owned),
-        headers,
-        body,
-    })
+    if !matches!(head.method, Method::Get | Method::Head) {
+        head.body = read_body(request).await?;
+    }
+    Ok(())
 }
 
 /// Reads the body chunk by chunk and keeps at most [`MAX_BODY_BYTES`] of it: a body without

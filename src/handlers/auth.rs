@@ -9,7 +9,7 @@ use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::crypto::random_array;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, REFRESH_COOKIE};
-use crate::identity::{self, normalize_email, User};
+use crate::identity::{self, normalize_email, LoginName, User};
 use crate::passwords::{self, StoredHash, SALT_BYTES};
 use crate::rate_limits::{self, Admission, IpScope};
 use crate::sessions::{self, AuthMethod, RefreshError, RevokeReason, SessionMode};
@@ -65,14 +65,14 @@ pub(super) async fn login<D: Database, F: FlagStore>(
     let admission = rate_limits::admit_login(app, &lockout_key).await?;
     let locked = admission == Admission::Locked;
 
-    let user = if body.email.is_some() {
-        identity::find_user_by_email(&app.db, &identifier).await?
+    let name = if body.email.is_some() {
+        LoginName::Email(&identifier)
     } else {
-        identity::find_user_by_username(&app.db, &identifier).await?
+        LoginName::Username(&identifier)
     };
-    let record = match &user {
-        Some(user) => identity::find_password_record(&app.db, &user.id).await?,
-        None => None,
+    let (user, record) = match identity::find_login_candidate(&app.db, name).await? {
+        Some((user, record)) => (Some(user), record),
+        None => (None, None),
     };
 
     // Every path below costs one full hash, known user or not, so timing does not reveal accounts;

@@ -34,6 +34,9 @@ pub struct Sqlite {
     /// When set, every call first yields to the executor once, so concurrent futures interleave
     /// between statements the way concurrent Worker requests do.
     pub interleave: Cell<bool>,
+    /// The SQL of every round trip so far (a batch is one, its statements joined by ` ; `), to
+    /// compare the work two requests do.
+    pub round_trips: RefCell<Vec<String>>,
 }
 
 impl Sqlite {
@@ -58,10 +61,12 @@ impl Sqlite {
             conn: RefCell::new(conn),
             fail: Cell::new(false),
             interleave: Cell::new(false),
+            round_trips: RefCell::new(Vec::new()),
         }
     }
 
-    async fn gate(&self) -> Result<(), BackendError> {
+    async fn gate(&self, sql: String) -> Result<(), BackendError> {
+        self.round_trips.borrow_mut().push(sql);
         if self.interleave.get() {
             YieldOnce(false).await;
         }
@@ -114,12 +119,12 @@ fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<Ro
 
 impl Database for Sqlite {
     async fn query(&self, statement: Statement) -> Result<Vec<Row>, BackendError> {
-        self.gate().await?;
+        self.gate(statement.sql.to_owned()).await?;
         run_query(&self.conn.borrow(), statement.sql, &statement.params)
     }
 
     async fn execute(&self, statement: Statement) -> Result<u64, BackendError> {
-        self.gate().await?;
+        self.gate(statement.sql.to_owned()).await?;
         let conn = self.conn.borrow();
         let changed = conn
             .execute(
@@ -131,7 +136,8 @@ impl Database for Sqlite {
     }
 
     async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, BackendError> {
-        self.gate().await?;
+        let sql: Vec<&str> = statements.iter().map(|s| s.sql).collect();
+        self.gate(sql.join(" ; ")).await?;
         let mut conn = self.conn.borrow_mut();
         let err = |e: rusqlite::Error| BackendError::Database(e.to_string());
         // D1 runs a batch as one transaction: all or nothing.

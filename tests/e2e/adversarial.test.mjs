@@ -473,6 +473,31 @@ describe('adversarial', () => {
       }
     });
 
+    it('refusals made before any route runs (body over 64 KiB, a huge header) carry CORS too, so the page can read them', async () => {
+      const tooLarge = await request(srv, 'POST', '/v1/verify', {
+        body: JSON.stringify({ token: 'x'.repeat(70 * KIB) }),
+        contentType: 'application/json',
+        origin: APP_ORIGIN,
+      });
+      const hugeHeader = await request(srv, 'GET', '/v1/me', { bearer: 'x'.repeat(9 * KIB), origin: APP_ORIGIN });
+      for (const [res, status] of [[tooLarge, 413], [hugeHeader, 400]]) {
+        assert.equal(res.status, status, show(res));
+        assert.equal(res.headers.get('access-control-allow-origin'), APP_ORIGIN, show(res));
+        assert.equal(res.headers.get('access-control-allow-credentials'), 'true', show(res));
+        assert.equal(res.headers.get('cache-control'), 'no-store', show(res));
+        assert.equal(res.headers.get('x-content-type-options'), 'nosniff', show(res));
+      }
+      // A foreign origin still gets none.
+      const foreign = await request(srv, 'POST', '/v1/verify', {
+        body: JSON.stringify({ token: 'x'.repeat(70 * KIB) }),
+        contentType: 'application/json',
+        origin: EVIL_ORIGIN,
+      });
+      assert.equal(foreign.status, 413, show(foreign));
+      assert.equal(corsHeaders(foreign).length, 0, show(foreign));
+      assert.match(foreign.headers.get('vary') ?? '', /origin/i);
+    });
+
     it('preflight: 204 with the path\'s methods for the configured origin, 403 without CORS headers for others', async () => {
       const preflight = (path, origin, method) =>
         request(srv, 'OPTIONS', path, {

@@ -90,6 +90,15 @@ export class CookieJar {
   }
 }
 
+let clientIpCounter = 0;
+
+/** A new client address from 198.18.0.0/15 (reserved for benchmarking). */
+function nextClientIp() {
+  clientIpCounter += 1;
+  const n = clientIpCounter;
+  return `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
+}
+
 /**
  * Send one request. Options:
  *   json       - value to send as application/json
@@ -100,9 +109,13 @@ export class CookieJar {
  *   origin     - Origin header
  *   headers    - extra headers
  * Returns { status, headers, text, body (parsed JSON or undefined), setCookies, ms }.
+ * Each request comes from its own client address (`CF-Connecting-IP`) unless `headers` names one:
+ * the suite plays many clients, and the per-IP limits (60 sign-ins a minute per address) are tested
+ * on purpose, with named addresses, in lockout.test.mjs.
  */
 export async function request(srv, method, path, opts = {}) {
   const headers = new Headers(opts.headers ?? {});
+  if (!headers.has('cf-connecting-ip')) headers.set('cf-connecting-ip', nextClientIp());
   let body = opts.body;
   if (opts.json !== undefined) {
     body = JSON.stringify(opts.json);
