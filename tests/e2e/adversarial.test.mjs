@@ -15,6 +15,8 @@ import { REPO_ROOT, startServer } from './harness.mjs';
 import { forger } from './forge.mjs';
 import {
   ACCESS_COOKIE,
+  ADMIN_EMAIL,
+  ADMIN_PASSWORD,
   assertAuthFailure,
   assertError,
   assertStatus,
@@ -566,6 +568,77 @@ describe('adversarial', () => {
       assertStatus(res, 201);
       assert.equal(res.headers.get('access-control-allow-origin'), APP_ORIGIN);
       assert.match(res.headers.get('cache-control') ?? '', /no-store/);
+    });
+  });
+
+  // ---- security headers and caching --------------------------------------------------------------
+
+  describe('HTTP hardening', () => {
+    /** The only answers that may be cached: public documents that carry no credential. */
+    const CACHEABLE = new Set(['Jwks', 'OpenIdConfiguration', 'Asset']);
+
+    /** Every GET route, with real or absent ids, as the admin key and with nothing. */
+    async function everyGet() {
+      const out = [];
+      for (const route of routes.filter((r) => r.method === 'GET')) {
+        const path =
+          route.id === 'Asset'
+            ? '/assets/app.js'
+            : route.id === 'MagicLinkPage'
+              ? '/v1/auth/magic-link/verify?token=not-a-live-token'
+              : route.pattern.replace(/\{(\w+)\}/g, () => absentId());
+        for (const bearer of [undefined, adminKey]) out.push([route, await request(srv, 'GET', path, { bearer })]);
+      }
+      return out;
+    }
+
+    it('every HTML answer carries a strict CSP, frame-ancestors none, nosniff and no-referrer', async () => {
+      const problems = [];
+      let pages = 0;
+      for (const [route, res] of await everyGet()) {
+        if (!(res.headers.get('content-type') ?? '').startsWith('text/html')) continue;
+        pages += 1;
+        const csp = res.headers.get('content-security-policy') ?? '';
+        if (!csp.includes("default-src 'none'") || !csp.includes("frame-ancestors 'none'") || !csp.includes("script-src 'self'")) problems.push(`${route.id} CSP: ${csp}`);
+        if (res.headers.get('x-content-type-options') !== 'nosniff') problems.push(`${route.id}: no nosniff`);
+        if (res.headers.get('referrer-policy') !== 'no-referrer') problems.push(`${route.id}: referrer-policy ${res.headers.get('referrer-policy')}`);
+        if (res.headers.get('x-frame-options') !== 'DENY') problems.push(`${route.id}: x-frame-options ${res.headers.get('x-frame-options')}`);
+        if (!/no-store/.test(res.headers.get('cache-control') ?? '')) problems.push(`${route.id}: cache-control ${res.headers.get('cache-control')}`);
+      }
+      assert.deepEqual(problems, []);
+      // /login, /signup, /login/code, /account and the link page, each asked twice.
+      assert.ok(pages >= 10, `only ${pages} HTML answers`);
+    });
+
+    it('every answer is no-store but the public documents, and every answer that carries a credential is', async () => {
+      const problems = [];
+      for (const [route, res] of await everyGet()) {
+        const cache = res.headers.get('cache-control') ?? '';
+        if (CACHEABLE.has(route.id) && res.status === 200) {
+          if (!/^public, max-age=\d+$/.test(cache)) problems.push(`${route.id}: ${cache}`);
+        } else if (cache !== 'no-store') problems.push(`${route.id} ${res.status}: ${cache}`);
+      }
+      // The answers that hand out a credential: tokens, cookies, a link binding, a key, a password.
+      const cookie = await request(srv, 'POST', '/v1/auth/login', { json: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, session: 'cookie' } });
+      const token = await loginToken(srv);
+      const credentialAnswers = {
+        'login (cookie)': cookie,
+        'login (token)': await request(srv, 'POST', '/v1/auth/login', { json: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, session: 'token' } }),
+        refresh: await request(srv, 'POST', '/v1/auth/refresh', { json: { refresh_token: token.refresh } }),
+        'magic link (cookie binding)': await request(srv, 'POST', '/v1/auth/magic-link', { json: { email: 'someone@example.com' } }),
+        'magic link (token binding)': await request(srv, 'POST', '/v1/auth/magic-link', { json: { email: 'someone@example.com', session: 'token' } }),
+        register: await request(srv, 'POST', '/v1/auth/register', { json: { email: 'new-user@example.com', password: 'a fine new password', session: 'token' } }),
+        'api key': await request(srv, 'POST', '/v1/api-keys', { bearer: adminKey, json: { name: 'hardening' } }),
+      };
+      const user = await request(srv, 'POST', '/v1/users', { bearer: adminKey, json: { email: 'reset-me@example.com', name: 'Reset Me' } });
+      credentialAnswers['reset password'] = await request(srv, 'POST', `/v1/users/${user.body.user.id}/reset-password`, { bearer: adminKey });
+      for (const [name, res] of Object.entries(credentialAnswers)) {
+        if (res.status >= 300) problems.push(`${name}: ${show(res)}`);
+        const carries = res.setCookies.length > 0 || /token|attempt|"key"|password/.test(res.text);
+        if (!carries) problems.push(`${name} carries no credential: ${show(res)}`);
+        if (res.headers.get('cache-control') !== 'no-store') problems.push(`${name}: cache-control ${res.headers.get('cache-control')}`);
+      }
+      assert.deepEqual(problems, []);
     });
   });
 });
