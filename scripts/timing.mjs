@@ -5,6 +5,7 @@
 //
 //   node scripts/timing.mjs          # N = 200 of each, for login and for magic-link requests
 //   N=400 node scripts/timing.mjs
+//   ONLY=magic-link node scripts/timing.mjs   # or ONLY=login
 //
 // Starts its own `wrangler dev` (release build, fresh state) through the e2e harness and stops it.
 // Known addresses are N real users, each with a 600,000-iteration password (the admin's record,
@@ -15,6 +16,8 @@
 import { d1Query, startServer } from '../tests/e2e/harness.mjs';
 
 const N = Number(process.env.N ?? 200);
+const ONLY = process.env.ONLY ?? '';
+if (!['', 'login', 'magic-link'].includes(ONLY)) throw new Error(`ONLY must be login or magic-link, not ${ONLY}`);
 const ADMIN = { email: 'timing-admin@example.com', password: 'timing admin password 1234', name: 'Timing' };
 
 let ipCounter = 0;
@@ -127,7 +130,7 @@ async function main() {
     }
 
     const bodies = new Set();
-    const login = await alternate(
+    const login = ONLY === 'magic-link' ? undefined : await alternate(
       async (i) => {
         const r = await failure(i, 'known');
         bodies.add(r.text);
@@ -139,15 +142,15 @@ async function main() {
         return r.ms;
       },
     );
-    if (bodies.size !== 1) throw new Error(`login failures differ in body: ${[...bodies].join(' | ')}`);
+    if (login && bodies.size !== 1) throw new Error(`login failures differ in body: ${[...bodies].join(' | ')}`);
 
     const link = (i, who) =>
       timedPost(base, '/v1/auth/magic-link', { email: `${who}-${i}@example.com`, session: 'token' }, { expect: 202 }).then((r) => r.ms);
-    const magic = await alternate((i) => link(i, 'known'), (i) => link(i, 'unknown'));
+    const magic = ONLY === 'login' ? undefined : await alternate((i) => link(i, 'known'), (i) => link(i, 'unknown'));
 
     console.log(`edgeauth enumeration timing, local wrangler dev at ${base} (release build), client-side wall time in ms`);
-    report(`POST /v1/auth/login, wrong password (the same 401 body for all ${2 * N})`, login.known, login.unknown);
-    report('POST /v1/auth/magic-link (202 for all; a mail for known addresses only)', magic.known, magic.unknown);
+    if (login) report(`POST /v1/auth/login, wrong password (the same 401 body for all ${2 * N})`, login.known, login.unknown);
+    if (magic) report('POST /v1/auth/magic-link (202 for all; a mail for known addresses only)', magic.known, magic.unknown);
   } finally {
     await srv.stop();
   }

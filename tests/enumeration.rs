@@ -98,24 +98,62 @@ fn a_magic_link_request_does_the_same_d1_work_for_every_kind_of_address() {
         let (first, reference) = ask("known@example.test");
         assert_eq!(first.status, 202);
         assert_eq!(reference.len(), 2, "one lookup, one batch: {reference:#?}");
+        let attempt_rows = || {
+            app.db
+                .rows("SELECT COUNT(*) AS n FROM magic_link_attempts", &[])[0]
+                .int("n")
+                .unwrap()
+        };
         let mut answers = vec![];
         for email in [
             "nobody@example.test",
             "disabled@example.test",
             "known@example.test",
         ] {
+            let rows_before = attempt_rows();
             let (response, trips) = ask(email);
             assert_eq!(response.status, 202, "{email}");
             assert_eq!(trips, reference, "{email} (signup {signup})");
+            assert_eq!(attempt_rows(), rows_before + 1, "{email}: one row written");
             answers.push(response.json_value());
+        }
+        // The disabled address got a decoy: consumed already, no address, no user, no redirect.
+        let decoys = app.db.rows(
+            "SELECT email, user_id, redirect_to, consumed_at, created_at FROM magic_link_attempts \
+             WHERE consumed_at IS NOT NULL",
+            &[],
+        );
+        assert!(!decoys.is_empty());
+        for decoy in &decoys {
+            assert_eq!(decoy.text("email").unwrap(), "");
+            assert_eq!(decoy.opt_text("user_id").unwrap(), None);
+            assert_eq!(decoy.opt_text("redirect_to").unwrap(), None);
+            assert_eq!(
+                decoy.int("consumed_at").unwrap(),
+                decoy.int("created_at").unwrap()
+            );
         }
         // Past the mail limit (5 per address per 15 minutes) the work is still the same.
         for _ in 0..4 {
             ask("known@example.test");
         }
+        let rows_before = attempt_rows();
         let (throttled, trips) = ask("known@example.test");
         assert_eq!(throttled.status, 202);
         assert_eq!(trips, reference, "throttled");
+        assert_eq!(
+            attempt_rows(),
+            rows_before + 1,
+            "throttled: one (decoy) row"
+        );
+        // Live attempts: the known address's five, plus the unknown one's when sign-up is open.
+        let live = app.db.rows(
+            "SELECT COUNT(*) AS n FROM magic_link_attempts WHERE consumed_at IS NULL",
+            &[],
+        )[0]
+        .int("n")
+        .unwrap();
+        assert_eq!(live, if signup == "true" { 6 } else { 5 });
         // Every answer has the same shape: status "sent" and a fresh attempt binding.
         for answer in &answers {
             assert_eq!(answer["status"], "sent");
