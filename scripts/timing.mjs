@@ -12,8 +12,11 @@
 // copied in D1 so that setting them up costs no N hashes). Each address is tried ONCE, with a wrong
 // password, so no known or unknown address reaches its lockout or its mail limit, and each request
 // carries its own CF-Connecting-IP so the per-IP limit never answers instead. Known and unknown
-// requests alternate in a random order, so drift in the machine's speed hits both alike.
+// requests alternate in a random order, so drift in the machine's speed hits both alike. Mail goes
+// where production sends it, to an HTTP mail API after the answer (a local capture server here),
+// and the script checks that only the known addresses got one.
 import { d1Query, startServer } from '../tests/e2e/harness.mjs';
+import { recipientsOf, startMailbox } from '../tests/e2e/mailbox.mjs';
 
 const N = Number(process.env.N ?? 200);
 const ONLY = process.env.ONLY ?? '';
@@ -99,7 +102,9 @@ async function alternate(known, unknown) {
 }
 
 async function main() {
-  const srv = await startServer({ name: 'timing' });
+  const MAIL_KEY = 'timing-mail-key';
+  const mailbox = await startMailbox({ apiKey: MAIL_KEY });
+  const srv = await startServer({ name: 'timing', vars: { MAIL_ENDPOINT: mailbox.url, MAIL_API_KEY: MAIL_KEY } });
   try {
     const base = srv.url;
     const boot = await timedPost(base, '/v1/bootstrap', { token: srv.bootstrapToken, ...ADMIN }, { expect: 201 });
@@ -147,12 +152,21 @@ async function main() {
     const link = (i, who) =>
       timedPost(base, '/v1/auth/magic-link', { email: `${who}-${i}@example.com`, session: 'token' }, { expect: 202 }).then((r) => r.ms);
     const magic = ONLY === 'login' ? undefined : await alternate((i) => link(i, 'known'), (i) => link(i, 'unknown'));
+    if (magic) {
+      // Mail is sent after the answer: give the last ones a moment, then check who got one.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const to = mailbox.mails.flatMap(recipientsOf);
+      const known = to.filter((a) => /^known-\d+@/.test(a)).length;
+      const unknown = to.filter((a) => /^unknown-\d+@/.test(a)).length;
+      if (known !== N || unknown !== 0) throw new Error(`expected ${N} mails to known addresses and none to unknown ones, got ${known} and ${unknown}`);
+    }
 
     console.log(`edgeauth enumeration timing, local wrangler dev at ${base} (release build), client-side wall time in ms`);
     if (login) report(`POST /v1/auth/login, wrong password (the same 401 body for all ${2 * N})`, login.known, login.unknown);
     if (magic) report('POST /v1/auth/magic-link (202 for all; a mail for known addresses only)', magic.known, magic.unknown);
   } finally {
     await srv.stop();
+    await mailbox.stop();
   }
 }
 
