@@ -2,7 +2,8 @@
 # Runs every check edgeauth has: `bash scripts/test.sh` (also what .ci/run executes).
 #   setup -> cargo fmt --check -> clippy (host, all targets) -> clippy (wasm32 lib)
 #   -> clippy of the verifier alone (host) and with the service-binding helper (wasm32)
-#   -> fmt + clippy of examples/consumer-rs -> cargo test (host; includes tests/ over SQLite)
+#   -> fmt + clippy of examples/consumer-rs -> clippy of crates/pbkdf2
+#   -> cargo test (host; includes tests/ over SQLite)
 #   -> release build -> consumer-rs build -> e2e (node --test)
 # Independent steps all run even if one fails; the e2e tests need a successful build.
 # Exits non-zero if any step failed, and prints a summary at the end.
@@ -63,6 +64,12 @@ consumer_rs="examples/consumer-rs/Cargo.toml"
 run_step "consumer-rs fmt --check" cargo fmt --manifest-path "$consumer_rs" -- --check || true
 run_step "consumer-rs clippy (wasm32)" \
   cargo clippy --manifest-path "$consumer_rs" --target wasm32-unknown-unknown -- -D warnings || true
+# The PBKDF2 loop's own package (crates/pbkdf2: not a workspace member, so not linted above).
+pbkdf2_crate="crates/pbkdf2/Cargo.toml"
+run_step "edgeauth-pbkdf2 clippy (host, all targets)" \
+  cargo clippy --manifest-path "$pbkdf2_crate" --all-targets -- -D warnings || true
+run_step "edgeauth-pbkdf2 clippy (wasm32)" \
+  cargo clippy --manifest-path "$pbkdf2_crate" --target wasm32-unknown-unknown -- -D warnings || true
 run_step "cargo test (host)" cargo test || true
 
 e2e_files=()

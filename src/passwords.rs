@@ -1,9 +1,11 @@
 //! Password hashing: PBKDF2-HMAC-SHA256 in Rust (no WebCrypto cap), stored as a PHC string with its
 //! parameters, compared in constant time, upgraded at login when the configured cost has risen.
+//!
+//! The hashing itself is [`edgeauth_pbkdf2`] (the fast loop on `sha2`'s compression); the
+//! `pbkdf2` crate only reads and writes the PHC records, so what it accepts and writes is unchanged.
 
-use pbkdf2::password_hash::CustomizedPasswordHasher;
-use pbkdf2::phc::PasswordHash;
-use pbkdf2::{Algorithm, Params, Pbkdf2};
+use pbkdf2::password_hash::phc::{Output, PasswordHash, Salt};
+use pbkdf2::{Algorithm, Params};
 
 use crate::crypto::ct_eq;
 use crate::error::ApiError;
@@ -82,11 +84,22 @@ pub fn check_policy(password: &str, field: &str) -> Result<(), ApiError> {
 /// Hashes `password` with `salt` at `iterations`, returning the PHC string
 /// (`$pbkdf2-sha256$i=600000,l=32$<salt>$<hash>`).
 pub fn hash(password: &str, salt: &[u8], iterations: u32) -> Result<String, PasswordError> {
-    let params = Params::new_with_output_len(iterations, HASH_BYTES)
-        .map_err(|e| PasswordError::BadParameters(e.to_string()))?;
-    let record = Pbkdf2::new(Algorithm::Pbkdf2Sha256, params)
-        .hash_password_customized(password.as_bytes(), salt, None, None, params)
-        .map_err(|e| PasswordError::BadParameters(e.to_string()))?;
+    fn bad(e: impl std::fmt::Display) -> PasswordError {
+        PasswordError::BadParameters(e.to_string())
+    }
+    // The same checks and the same record as `pbkdf2`'s `hash_password_customized`, with our
+    // derivation in place of its generic one.
+    let params = Params::new_with_output_len(iterations, HASH_BYTES).map_err(bad)?;
+    let salt = Salt::new(salt).map_err(bad)?;
+    let mut out = [0u8; HASH_BYTES];
+    edgeauth_pbkdf2::derive(password.as_bytes(), salt.as_ref(), iterations, &mut out);
+    let record = PasswordHash {
+        algorithm: Algorithm::Pbkdf2Sha256.into(),
+        version: None,
+        params: params.try_into().map_err(bad)?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(bad)?),
+    };
     Ok(record.to_string())
 }
 
@@ -127,12 +140,7 @@ impl StoredHash {
     /// Whether `password` matches, compared in constant time.
     pub fn verify(&self, password: &str) -> bool {
         let mut out = vec![0u8; self.hash.len()];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-            password.as_bytes(),
-            &self.salt,
-            self.iterations,
-            &mut out,
-        );
+        edgeauth_pbkdf2::derive(password.as_bytes(), &self.salt, self.iterations, &mut out);
         ct_eq(&out, &self.hash)
     }
 
@@ -148,14 +156,14 @@ impl StoredHash {
 }
 
 /// Spends the same work as verifying a password against a real record, for an unknown user, so the
-/// response time does not tell whether the account exists.
+/// response time does not tell whether the account exists: it is [`StoredHash::verify`] itself, on
+/// a record shaped like the ones [`hash`] writes (same salt and hash lengths, so the same number of
+/// compressions); the answer is thrown away.
 pub fn burn_dummy_verification(password: &str, iterations: u32) {
-    let mut out = [0u8; HASH_BYTES];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-        password.as_bytes(),
-        b"edgeauth-dummy-salt",
+    let dummy = StoredHash {
         iterations,
-        &mut out,
-    );
-    std::hint::black_box(out);
+        salt: vec![0; SALT_BYTES],
+        hash: vec![0; HASH_BYTES],
+    };
+    std::hint::black_box(dummy.verify(password));
 }
