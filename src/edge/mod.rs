@@ -8,6 +8,9 @@ mod d1;
 mod kv;
 mod mail;
 mod rate_limit;
+pub mod webcrypto;
+
+use std::rc::Rc;
 
 use worker::{event, Context, Env, Headers, Request, Response, ScheduledEvent};
 
@@ -21,6 +24,12 @@ use worker::web_sys;
 use crate::http::{check_header_sizes, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
 use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
+use crate::tokens::KeyCache;
+
+thread_local! {
+    /// The signing keys this isolate keeps between its requests (see [`KeyCache`]).
+    static KEY_CACHE: Rc<KeyCache> = Rc::default();
+}
 
 /// `Date.now()`: wall-clock time in the isolate.
 struct JsClock;
@@ -91,6 +100,8 @@ fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
         config,
         outbox: Outbox::default(),
         ip_limiter: Box::new(rate_limit::BindingLimiter(env.clone())),
+        ed25519: Box::new(webcrypto::WebCrypto),
+        key_cache: KEY_CACHE.with(Rc::clone),
     })
 }
 

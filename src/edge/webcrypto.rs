@@ -1,0 +1,195 @@
+//! Ed25519 through the platform's WebCrypto (`crypto.subtle`, algorithm `Ed25519`): the edge's
+//! [`Ed25519Backend`]. Native code signs in ~0.015 ms and verifies in ~0.045 ms where Ed25519
+//! compiled to wasm takes ~0.22 ms for either, and the server's `.wasm` carries no curve arithmetic.
+//!
+//! Importing a key costs about as much as using it, so each isolate imports a key once and keeps
+//! the `CryptoKey`, by key id AND public key: a rotated key has a new id, and a row re-derived under
+//! another secret has another public key, so neither can ever meet a stale entry.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use ed25519_compact::PublicKey;
+use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{Crypto, CryptoKey, SubtleCrypto};
+use zeroize::Zeroizing;
+
+use crate::crypto::{b64url_decode, Secret};
+use crate::signatures::{Ed25519Backend, PrivateKey, SEED_BYTES, SIGNATURE_BYTES};
+use crate::store::BackendError;
+
+const ALGORITHM: &str = "Ed25519";
+/// DER prefix of a PKCS#8 Ed25519 private key (RFC 8410); the 32-byte seed follows it.
+const PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// Entries kept per map: an isolate meets a handful of keys (the current one and those retired
+/// within the overlap); past this the map is emptied rather than grown.
+const MAX_KEPT_KEYS: usize = 32;
+
+type KeyId = (String, [u8; PublicKey::BYTES]);
+
+thread_local! {
+    /// Private keys imported for signing, per isolate.
+    static SIGNING_KEYS: RefCell<HashMap<KeyId, CryptoKey>> = RefCell::new(HashMap::new());
+    /// Public keys imported for verification, per isolate.
+    static VERIFYING_KEYS: RefCell<HashMap<KeyId, CryptoKey>> = RefCell::new(HashMap::new());
+}
+
+/// [`Ed25519Backend`] over `crypto.subtle`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebCrypto;
+
+fn js_error(what: &str) -> impl Fn(JsValue) -> BackendError + '_ {
+    move |error| {
+        let detail = error
+            .dyn_ref::<js_sys::Error>()
+            .map_or_else(|| format!("{error:?}"), |e| String::from(e.message()));
+        BackendError::Decode(format!("WebCrypto {what}: {detail}"))
+    }
+}
+
+/// `crypto.subtle` of this isolate (read through `Reflect`: the global is a
+/// `ServiceWorkerGlobalScope` in workerd, which web-sys has no binding for).
+fn subtle() -> Result<SubtleCrypto, BackendError> {
+    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+        .map_err(js_error("crypto"))?;
+    if crypto.is_undefined() {
+        return Err(BackendError::Decode("WebCrypto: no crypto global".into()));
+    }
+    Ok(crypto.unchecked_into::<Crypto>().subtle())
+}
+
+fn usages(usage: &str) -> Array {
+    Array::of1(&JsValue::from_str(usage))
+}
+
+/// Imports the private key `seed` (PKCS#8), for signing; `extractable` only to read its public half.
+async fn import_private(
+    subtle: &SubtleCrypto,
+    seed: &Secret,
+    extractable: bool,
+) -> Result<CryptoKey, BackendError> {
+    if seed.expose().len() != SEED_BYTES {
+        return Err(BackendError::Decode("an Ed25519 seed is 32 bytes".into()));
+    }
+    let mut der = Zeroizing::new(Vec::with_capacity(PKCS8_PREFIX.len() + SEED_BYTES));
+    der.extend_from_slice(&PKCS8_PREFIX);
+    der.extend_from_slice(seed.expose());
+    let data = Uint8Array::from(der.as_slice());
+    let promise = subtle.import_key_with_str(
+        "pkcs8",
+        &data,
+        ALGORITHM,
+        extractable,
+        &usages("sign"),
+    );
+    // importKey copied the bytes when called: wipe the JS copy whatever the outcome.
+    data.fill(0, 0, data.length());
+    let key = JsFuture::from(promise.map_err(js_error("importKey"))?)
+        .await
+        .map_err(js_error("importKey"))?;
+    Ok(key.unchecked_into())
+}
+
+async fn import_public(subtle: &SubtleCrypto, public: &PublicKey) -> Result<CryptoKey, BackendError> {
+    let data = Uint8Array::from(public.as_ref());
+    let promise = subtle
+        .import_key_with_str("raw", &data, ALGORITHM, false, &usages("verify"))
+        .map_err(js_error("importKey"))?;
+    let key = JsFuture::from(promise)
+        .await
+        .map_err(js_error("importKey"))?;
+    Ok(key.unchecked_into())
+}
+
+fn kept(map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>, id: &KeyId) -> Option<CryptoKey> {
+    map.with(|keys| keys.borrow().get(id).cloned())
+}
+
+fn keep(map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>, id: KeyId, key: &CryptoKey) {
+    map.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if keys.len() >= MAX_KEPT_KEYS {
+            keys.clear();
+        }
+        keys.insert(id, key.clone());
+    });
+}
+
+impl Ed25519Backend for WebCrypto {
+    async fn public_key(&self, seed: &Secret) -> Result<PublicKey, BackendError> {
+        let subtle = subtle()?;
+        let key = import_private(&subtle, seed, true).await?;
+        let jwk = JsFuture::from(subtle.export_key("jwk", &key).map_err(js_error("exportKey"))?)
+            .await
+            .map_err(js_error("exportKey"))?;
+        // The JWK also carries `d` (the seed): read `x` and drop the rest.
+        let x = Reflect::get(&jwk, &JsValue::from_str("x"))
+            .ok()
+            .and_then(|x| x.as_string())
+            .and_then(|x| b64url_decode(&x))
+            .and_then(|x| PublicKey::from_slice(&x).ok());
+        if let Ok(object) = jwk.dyn_into::<Object>() {
+            let _ = Reflect::delete_property(&object, &JsValue::from_str("d"));
+        }
+        x.ok_or_else(|| BackendError::Decode("WebCrypto exportKey: no Ed25519 `x`".into()))
+    }
+
+    async fn sign(
+        &self,
+        key: &PrivateKey,
+        message: &[u8],
+    ) -> Result<[u8; SIGNATURE_BYTES], BackendError> {
+        let subtle = subtle()?;
+        let id = (key.kid().to_owned(), **key.public());
+        let crypto_key = match kept(&SIGNING_KEYS, &id) {
+            Some(crypto_key) => crypto_key,
+            None => {
+                let crypto_key = import_private(&subtle, key.seed(), false).await?;
+                keep(&SIGNING_KEYS, id, &crypto_key);
+                crypto_key
+            }
+        };
+        let promise = subtle
+            .sign_with_str_and_u8_array(ALGORITHM, &crypto_key, message)
+            .map_err(js_error("sign"))?;
+        let signature = JsFuture::from(promise).await.map_err(js_error("sign"))?;
+        let signature = Uint8Array::new(&signature);
+        let mut bytes = [0u8; SIGNATURE_BYTES];
+        if signature.length() as usize != SIGNATURE_BYTES {
+            return Err(BackendError::Decode(format!(
+                "WebCrypto sign: {} bytes, not {SIGNATURE_BYTES}",
+                signature.length()
+            )));
+        }
+        signature.copy_to(&mut bytes);
+        Ok(bytes)
+    }
+
+    async fn verify(
+        &self,
+        kid: &str,
+        public_key: &PublicKey,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_BYTES],
+    ) -> Result<bool, BackendError> {
+        let subtle = subtle()?;
+        let id = (kid.to_owned(), **public_key);
+        let crypto_key = match kept(&VERIFYING_KEYS, &id) {
+            Some(crypto_key) => crypto_key,
+            None => {
+                let crypto_key = import_public(&subtle, public_key).await?;
+                keep(&VERIFYING_KEYS, id, &crypto_key);
+                crypto_key
+            }
+        };
+        let promise = subtle
+            .verify_with_str_and_u8_array_and_u8_array(ALGORITHM, &crypto_key, signature, message)
+            .map_err(js_error("verify"))?;
+        let valid = JsFuture::from(promise).await.map_err(js_error("verify"))?;
+        Ok(valid.as_bool() == Some(true))
+    }
+}
