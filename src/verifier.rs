@@ -522,3 +522,52 @@ impl Algorithm for CheckedEd25519 {
         proof.message == message && proof.signature == **signature
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_proof_validates_only_its_own_signing_input_and_signature() {
+        let keys = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
+        let header = jwt_compact::Header::empty()
+            .with_key_id("k")
+            .with_token_type(ACCESS_TOKEN_TYPE);
+        let claims = jwt_compact::Claims::new(AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "s".into(),
+            sid: "d".into(),
+            org: "o".into(),
+            ws: None,
+            amr: vec![],
+            jti: "j".into(),
+        });
+        let token = jwt_compact::alg::Ed25519
+            .token(&header, &claims, &keys.sk)
+            .unwrap();
+        let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token.as_str()).unwrap();
+        let (input, _) = token.rsplit_once('.').unwrap();
+        let signature: [u8; 64] = untrusted.signature_bytes().try_into().unwrap();
+        let validate = |proof: &SignatureProof| {
+            CheckedEd25519
+                .validator::<AccessClaims>(proof)
+                .validate(&untrusted)
+                .is_ok()
+        };
+        assert!(validate(&SignatureProof {
+            message: input.as_bytes().to_vec(),
+            signature,
+        }));
+        let mut other_signature = signature;
+        other_signature[0] ^= 1;
+        assert!(!validate(&SignatureProof {
+            message: input.as_bytes().to_vec(),
+            signature: other_signature,
+        }));
+        assert!(!validate(&SignatureProof {
+            message: format!("{input}x").into_bytes(),
+            signature,
+        }));
+    }
+}
