@@ -422,7 +422,11 @@ impl<'t, 'k> SignedToken<'t, 'k> {
 
     /// The key id the key was found under (`parse` refused the token without one).
     fn kid(&self) -> &str {
-        self.untrusted.header().key_id.as_deref().unwrap_or_default()
+        self.untrusted
+            .header()
+            .key_id
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// The verified token if `valid` (the signature check's answer), after the claim rules. The
@@ -518,7 +522,12 @@ impl Algorithm for CheckedEd25519 {
         match *signing_key {}
     }
 
-    fn verify_signature(&self, signature: &Signature, proof: &SignatureProof, message: &[u8]) -> bool {
+    fn verify_signature(
+        &self,
+        signature: &Signature,
+        proof: &SignatureProof,
+        message: &[u8],
+    ) -> bool {
         proof.message == message && proof.signature == **signature
     }
 }

@@ -52,7 +52,12 @@ fn the_host_backend_is_rfc_8032_ed25519_on_its_test_vectors() {
     for (i, (seed, public, message, signature)) in RFC8032.iter().enumerate() {
         let seed = Secret::new(hex(seed));
         let derived = block_on(PureEd25519.public_key(&seed)).unwrap();
-        assert_eq!(derived.as_ref(), hex(public).as_slice(), "TEST {}: public", i + 1);
+        assert_eq!(
+            derived.as_ref(),
+            hex(public).as_slice(),
+            "TEST {}: public",
+            i + 1
+        );
         let key = PrivateKey::new("k".into(), derived, seed);
         let signed = block_on(PureEd25519.sign(&key, &hex(message))).unwrap();
         assert_eq!(signed.to_vec(), hex(signature), "TEST {}: signature", i + 1);
@@ -112,7 +117,11 @@ impl Ed25519Backend for Scripted {
     ) -> Result<bool, BackendError> {
         self.checks.set(self.checks.get() + 1);
         match self.verdict {
-            Verdict::Real => PureEd25519.verify(kid, public_key, message, signature).await,
+            Verdict::Real => {
+                PureEd25519
+                    .verify(kid, public_key, message, signature)
+                    .await
+            }
             Verdict::Refuse => Ok(false),
             Verdict::Fail => Err(BackendError::Decode("WebCrypto is gone".into())),
         }
@@ -155,7 +164,10 @@ fn no_verified_token_exists_unless_the_backend_said_the_signature_is_good() {
         &app,
         with_bearer(HttpRequest::new(Method::Get, "/v1/me"), &token),
     );
-    assert_eq!(me.status, 401, "a bearer the backend refuses authenticates nothing");
+    assert_eq!(
+        me.status, 401,
+        "a bearer the backend refuses authenticates nothing"
+    );
     assert!(checks.get() >= 3, "each refusal came from the backend");
 }
 
@@ -170,7 +182,10 @@ fn a_backend_that_cannot_check_is_a_503_never_an_acceptance() {
         T0,
         app.ed25519.as_ref(),
     ));
-    assert!(matches!(outcome, Err(BackendError::Decode(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(BackendError::Decode(_))),
+        "{outcome:?}"
+    );
     let response = send(&app, post("/v1/verify", json!({ "token": token })));
     assert_eq!(response.status, 503, "{:?}", response.json_value());
     let me = send(
@@ -257,7 +272,11 @@ fn verification_reuses_the_isolates_key_ring_until_it_is_stale() {
     let start = app.db.round_trips.borrow().len();
     assert!(is_active(&app, &token));
     assert!(is_active(&app, &token));
-    assert_eq!(key_reads(&app, start), 1, "read again once, after {KEY_CACHE_SECONDS} s");
+    assert_eq!(
+        key_reads(&app, start),
+        1,
+        "read again once, after {KEY_CACHE_SECONDS} s"
+    );
     // A kid the ring lacks reads D1 again (it may be a key another isolate just made).
     let start = app.db.round_trips.borrow().len();
     let mut header = header_of(&token);
@@ -309,7 +328,10 @@ fn after_a_rotation_by_another_isolate_the_kept_ring_answers_as_d1_would() {
 
     // Back in isolate A, whose kept ring (read at T0) has K1 current and no K2.
     app.key_cache = isolate_a;
-    assert!(is_active(&app, &t2), "a token of the new key verifies at once");
+    assert!(
+        is_active(&app, &t2),
+        "a token of the new key verifies at once"
+    );
     assert_eq!(
         header_of(&text(&login_token_mode(&app), "access_token"))["kid"],
         json!(k2),
@@ -322,7 +344,10 @@ fn after_a_rotation_by_another_isolate_the_kept_ring_answers_as_d1_would() {
     clock.0.set(T0 + 1 + overlap + 1);
     assert!(!is_active(&app, &old_forgery), "K1 is no longer published");
     let new_forgery = forged(&app, &k2, &t2, T0 + 1 + overlap + 1);
-    assert!(is_active(&app, &new_forgery), "control: K2 forgeries still verify");
+    assert!(
+        is_active(&app, &new_forgery),
+        "control: K2 forgeries still verify"
+    );
 }
 
 #[test]
@@ -355,7 +380,10 @@ fn a_kept_ring_stops_accepting_a_retired_key_the_moment_its_overlap_ends() {
     assert_eq!(rotated.status, 200);
     let overlap = edgeauth::signing_keys::overlap_seconds(&app.config);
     clock.0.set(T0 + overlap - 5);
-    assert!(is_active(&app, &forgery), "K1 is published until T0 + overlap");
+    assert!(
+        is_active(&app, &forgery),
+        "K1 is published until T0 + overlap"
+    );
     // Within KEY_CACHE_SECONDS of that read: the kept ring still lists K1, and only the clock
     // check at use keeps it from verifying.
     clock.0.set(T0 + overlap + 1);

@@ -79,13 +79,8 @@ async fn import_private(
     der.extend_from_slice(&PKCS8_PREFIX);
     der.extend_from_slice(seed.expose());
     let data = Uint8Array::from(der.as_slice());
-    let promise = subtle.import_key_with_str(
-        "pkcs8",
-        &data,
-        ALGORITHM,
-        extractable,
-        &usages("sign"),
-    );
+    let promise =
+        subtle.import_key_with_str("pkcs8", &data, ALGORITHM, extractable, &usages("sign"));
     // importKey copied the bytes when called: wipe the JS copy whatever the outcome.
     data.fill(0, 0, data.length());
     let key = JsFuture::from(promise.map_err(js_error("importKey"))?)
@@ -94,7 +89,10 @@ async fn import_private(
     Ok(key.unchecked_into())
 }
 
-async fn import_public(subtle: &SubtleCrypto, public: &PublicKey) -> Result<CryptoKey, BackendError> {
+async fn import_public(
+    subtle: &SubtleCrypto,
+    public: &PublicKey,
+) -> Result<CryptoKey, BackendError> {
     let data = Uint8Array::from(public.as_ref());
     let promise = subtle
         .import_key_with_str("raw", &data, ALGORITHM, false, &usages("verify"))
@@ -105,11 +103,18 @@ async fn import_public(subtle: &SubtleCrypto, public: &PublicKey) -> Result<Cryp
     Ok(key.unchecked_into())
 }
 
-fn kept(map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>, id: &KeyId) -> Option<CryptoKey> {
+fn kept(
+    map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>,
+    id: &KeyId,
+) -> Option<CryptoKey> {
     map.with(|keys| keys.borrow().get(id).cloned())
 }
 
-fn keep(map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>, id: KeyId, key: &CryptoKey) {
+fn keep(
+    map: &'static std::thread::LocalKey<RefCell<HashMap<KeyId, CryptoKey>>>,
+    id: KeyId,
+    key: &CryptoKey,
+) {
     map.with(|keys| {
         let mut keys = keys.borrow_mut();
         if keys.len() >= MAX_KEPT_KEYS {
@@ -123,9 +128,13 @@ impl Ed25519Backend for WebCrypto {
     async fn public_key(&self, seed: &Secret) -> Result<PublicKey, BackendError> {
         let subtle = subtle()?;
         let key = import_private(&subtle, seed, true).await?;
-        let jwk = JsFuture::from(subtle.export_key("jwk", &key).map_err(js_error("exportKey"))?)
-            .await
-            .map_err(js_error("exportKey"))?;
+        let jwk = JsFuture::from(
+            subtle
+                .export_key("jwk", &key)
+                .map_err(js_error("exportKey"))?,
+        )
+        .await
+        .map_err(js_error("exportKey"))?;
         // The JWK also carries `d` (the seed): read `x` and drop the rest.
         let x = Reflect::get(&jwk, &JsValue::from_str("x"))
             .ok()
@@ -192,4 +201,66 @@ impl Ed25519Backend for WebCrypto {
         let valid = JsFuture::from(promise).await.map_err(js_error("verify"))?;
         Ok(valid.as_bool() == Some(true))
     }
+}
+
+/// Mean per-operation timings of Ed25519 in this isolate, milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ed25519Timings {
+    /// [`WebCrypto`] sign (key already imported).
+    pub webcrypto_sign: f64,
+    /// [`WebCrypto`] verify (key already imported).
+    pub webcrypto_verify: f64,
+    /// ed25519-compact in wasm, sign (key pair expanded once).
+    pub pure_sign: f64,
+    /// [`PureEd25519`](crate::signatures::PureEd25519) verify.
+    pub pure_verify: f64,
+}
+
+/// Times `iterations` signs and verifies of a token-sized message with each backend, side by side
+/// in one isolate, and checks that both backends give the same signature. For the benchmark
+/// build only: nothing in the Worker calls it, so the release `.wasm` does not carry it.
+pub async fn time_ed25519(iterations: u32) -> Result<Ed25519Timings, BackendError> {
+    use crate::signatures::PureEd25519;
+
+    let seed = Secret::new([42u8; SEED_BYTES].to_vec());
+    let public = Ed25519Backend::public_key(&WebCrypto, &seed).await?;
+    let key = PrivateKey::new("bench".into(), public, seed);
+    let message = [b'm'; 300];
+    let signature = Ed25519Backend::sign(&WebCrypto, &key, &message).await?;
+    if Ed25519Backend::sign(&PureEd25519, &key, &message).await? != signature {
+        return Err(BackendError::Decode(
+            "WebCrypto and ed25519-compact signatures differ".into(),
+        ));
+    }
+    Ed25519Backend::verify(&WebCrypto, "bench", &public, &message, &signature).await?;
+    let per_op = |start: f64| (js_sys::Date::now() - start) / f64::from(iterations.max(1));
+    let start = js_sys::Date::now();
+    for _ in 0..iterations {
+        Ed25519Backend::sign(&WebCrypto, &key, &message).await?;
+    }
+    let webcrypto_sign = per_op(start);
+    let start = js_sys::Date::now();
+    for _ in 0..iterations {
+        Ed25519Backend::verify(&WebCrypto, "bench", &public, &message, &signature).await?;
+    }
+    let webcrypto_verify = per_op(start);
+    // ed25519-compact with its key pair expanded once, as a signer holding its key would use it
+    // (PureEd25519 re-derives the pair from the seed on each call).
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([42u8; SEED_BYTES]));
+    let start = js_sys::Date::now();
+    for _ in 0..iterations {
+        std::hint::black_box(pair.sk.sign(std::hint::black_box(&message), None));
+    }
+    let pure_sign = per_op(start);
+    let start = js_sys::Date::now();
+    for _ in 0..iterations {
+        Ed25519Backend::verify(&PureEd25519, "bench", &public, &message, &signature).await?;
+    }
+    let pure_verify = per_op(start);
+    Ok(Ed25519Timings {
+        webcrypto_sign,
+        webcrypto_verify,
+        pure_sign,
+        pure_verify,
+    })
 }
