@@ -3,8 +3,10 @@
 //! issuer's public keys.
 //!
 //! The server verifies with its own key ring ([`crate::tokens::KeyRing`], behind the `server`
-//! feature); a consumer parses the published JWKS with [`Jwks::from_json`]. Both go through the one
-//! [`verify`] below, so a token the server refuses is refused everywhere, for the same reason.
+//! feature) through [`verify_with`], which has the signature checked by the platform's WebCrypto; a
+//! consumer parses the published JWKS with [`Jwks::from_json`] and calls [`verify`] (pure Rust,
+//! synchronous). Both are the same code except for who checks the signature, so a token the server
+//! refuses is refused everywhere, for the same reason.
 //!
 //! ```
 //! use edgeauth::verifier::{verify, Expected, Jwks, TokenError};
