@@ -2,6 +2,8 @@
 //! dispatch of a request through the route table to its handler. Runtime-free: the edge builds an
 //! [`App`] from D1/KV and the host tests build one from SQLite.
 
+use std::rc::Rc;
+
 use crate::api_keys::{self, ApiKey, KEY_PREFIX};
 use crate::authz::Role;
 use crate::config::Config;
@@ -13,8 +15,9 @@ use crate::identity::{self, User};
 use crate::mail::Outbox;
 use crate::rate_limits::IpLimiter;
 use crate::routes::{self, Credential, Requirement, RouteId, RouteMatch};
+use crate::signatures::DynEd25519Backend;
 use crate::store::{BackendError, Clock, Database, FlagStore, Random};
-use crate::tokens::{self, KeyRing, VerifiedAccess};
+use crate::tokens::{self, KeyCache, KeyRing, TokenError, VerifiedAccess, KEY_CACHE_SECONDS};
 
 /// Everything a request needs: storage, flags, time, randomness and configuration.
 pub struct App<D, F> {
@@ -32,6 +35,11 @@ pub struct App<D, F> {
     pub outbox: Outbox,
     /// Per-IP request limits (the Rate Limiting binding on the edge).
     pub ip_limiter: Box<dyn IpLimiter>,
+    /// Ed25519 signing and verification (WebCrypto on the edge, pure Rust on the host).
+    pub ed25519: Box<dyn DynEd25519Backend>,
+    /// The signing keys this isolate keeps between requests (see [`KeyCache`]): one per isolate
+    /// on the edge, shared by its requests.
+    pub key_cache: Rc<KeyCache>,
 }
 
 impl<D, F> std::fmt::Debug for App<D, F> {
@@ -436,11 +444,18 @@ impl<D: Database, F: FlagStore> App<D, F> {
         }))
     }
 
-    /// Verifies an access token: signature and claims, then the KV revocation flags.
+    /// Verifies an access token: signature and claims, then the KV revocation flags. The keys
+    /// come from this isolate's [`KeyCache`]; a `kid` it does not hold makes it read D1 again at
+    /// once (a key another isolate has just created), so the cache never refuses a valid token.
     pub async fn verify_access(&self, token: &str) -> Result<Option<VerifiedAccess>, BackendError> {
-        let ring = self.key_ring().await?;
-        let Ok(access) = tokens::verify_access_token(token, &ring, &self.config, self.clock.now())
-        else {
+        let now = self.clock.now();
+        let (ring, fresh) = self.verification_key_ring().await?;
+        let mut outcome = self.verify_with_ring(token, &ring, now).await?;
+        if outcome == Err(TokenError::UnknownKey) && !fresh {
+            let ring = self.key_ring().await?;
+            outcome = self.verify_with_ring(token, &ring, now).await?;
+        }
+        let Ok(access) = outcome else {
             return Ok(None);
         };
         let claims = access.claims();
@@ -450,6 +465,15 @@ impl<D: Database, F: FlagStore> App<D, F> {
             return Ok(None);
         }
         Ok(Some(access))
+    }
+
+    async fn verify_with_ring(
+        &self,
+        token: &str,
+        ring: &KeyRing,
+        now: i64,
+    ) -> Result<Result<VerifiedAccess, TokenError>, BackendError> {
+        tokens::verify_access_token(token, ring, &self.config, now, self.ed25519.as_ref()).await
     }
 
     async fn resolve_access_token(
@@ -465,13 +489,33 @@ impl<D: Database, F: FlagStore> App<D, F> {
             .map(|user| (user, access)))
     }
 
-    /// The published signing keys (creating the first one on first use).
-    pub async fn key_ring(&self) -> Result<KeyRing, BackendError> {
+    /// The published signing keys, read from D1 (creating the first one on first use). Signing,
+    /// the JWKS and the key list use this, so they never act on a key list older than the request.
+    pub async fn key_ring(&self) -> Result<Rc<KeyRing>, BackendError> {
         KeyRing::load(
             &self.db,
             &self.config,
             self.clock.as_ref(),
             self.random.as_ref(),
+            self.ed25519.as_ref(),
+            &self.key_cache,
+        )
+        .await
+    }
+
+    /// The keys for verification: this isolate's kept ring while it is recent enough (see
+    /// [`KeyCache`] for why that is as good as reading D1), else a fresh one. Never kept longer than
+    /// a retired key's overlap. The flag says whether the ring was read by this call.
+    async fn verification_key_ring(&self) -> Result<(Rc<KeyRing>, bool), BackendError> {
+        let max_age = KEY_CACHE_SECONDS.min(crate::signing_keys::overlap_seconds(&self.config));
+        KeyRing::cached(
+            &self.db,
+            &self.config,
+            self.clock.as_ref(),
+            self.random.as_ref(),
+            self.ed25519.as_ref(),
+            &self.key_cache,
+            max_age,
         )
         .await
     }

@@ -1,5 +1,6 @@
-//! Deployment configuration: plain vars and secrets, parsed and checked once per request. A missing
-//! or malformed setting is a [`ConfigError`] (logged, `503` to the client), never a weaker default.
+//! Deployment configuration: plain vars and secrets, parsed and checked once per isolate (the edge
+//! keeps the result; vars and secrets cannot change under a running isolate). A missing or
+//! malformed setting is a [`ConfigError`] (logged, `503` to the client), never a weaker default.
 
 use std::fmt;
 

@@ -48,6 +48,8 @@ pub mod routes;
 #[cfg(feature = "server")]
 pub mod sessions;
 #[cfg(feature = "server")]
+pub mod signatures;
+#[cfg(feature = "server")]
 pub mod signing_keys;
 #[cfg(feature = "server")]
 pub mod store;

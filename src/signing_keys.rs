@@ -132,7 +132,9 @@ pub async fn rotate<D: Database, F: FlagStore>(
     expected_current: Option<&str>,
 ) -> Result<Rotation, BackendError> {
     let now = app.clock.now();
-    let new = crate::tokens::new_signing_key(&app.config, app.random.as_ref())?;
+    let new =
+        crate::tokens::new_signing_key(&app.config, app.random.as_ref(), app.ed25519.as_ref())
+            .await?;
     let changes = app
         .db
         .batch(vec![
@@ -156,6 +158,9 @@ pub async fn rotate<D: Database, F: FlagStore>(
             ),
         ])
         .await?;
+    // This isolate reads the keys afresh from now on (others within tokens::KEY_CACHE_SECONDS,
+    // or at once for a token of the new key: see tokens::KeyCache).
+    app.key_cache.clear();
     let retired = (changes.first() == Some(&1))
         .then(|| expected_current.map(str::to_owned))
         .flatten();

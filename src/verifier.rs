@@ -3,8 +3,10 @@
 //! issuer's public keys.
 //!
 //! The server verifies with its own key ring ([`crate::tokens::KeyRing`], behind the `server`
-//! feature); a consumer parses the published JWKS with [`Jwks::from_json`]. Both go through the one
-//! [`verify`] below, so a token the server refuses is refused everywhere, for the same reason.
+//! feature) through [`verify_with`], which has the signature checked by the platform's WebCrypto; a
+//! consumer parses the published JWKS with [`Jwks::from_json`] and calls [`verify`] (pure Rust,
+//! synchronous). Both are the same code except for who checks the signature, so a token the server
+//! refuses is refused everywhere, for the same reason.
 //!
 //! ```
 //! use edgeauth::verifier::{verify, Expected, Jwks, TokenError};
@@ -19,10 +21,12 @@
 //! ));
 //! ```
 
+use std::borrow::Cow;
+use std::convert::Infallible;
 use std::fmt;
 
-use jwt_compact::alg::Ed25519;
-use jwt_compact::{AlgorithmExt, UntrustedToken, ValidationError};
+use ed25519_compact::Signature;
+use jwt_compact::{Algorithm, AlgorithmExt, Claims, UntrustedToken, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -301,10 +305,12 @@ pub fn unverified_key_id(token: &str) -> Option<String> {
 }
 
 /// Verifies an access token against `keys`, `expected` issuer and audience, at `now` (unix
-/// seconds). The rules, in order: at most [`MAX_TOKEN_BYTES`] before parsing; `alg` exactly `EdDSA`;
-/// `typ` exactly `at+jwt`; no `crit`, `jwk`, `jku`, `x5u` or `x5c` header; `kid` among `keys`; the
-/// Ed25519 signature; `exp`, `iat` and `nbf` present; `exp` and `nbf` within [`LEEWAY_SECONDS`];
-/// `iat` not in the future (same leeway); `iss` and `aud` equal to `expected`.
+/// seconds), checking the signature with ed25519-compact (pure Rust, synchronous: what consumers
+/// use). The rules, in order: at most [`MAX_TOKEN_BYTES`] before parsing; `alg` exactly `EdDSA`;
+/// `typ` exactly `at+jwt`; no `crit`, `jwk`, `jku`, `x5u` or `x5c` header; `kid` among `keys`; a
+/// well-formed claims set; the Ed25519 signature; `exp`, `iat` and `nbf` present; `exp` and `nbf`
+/// within [`LEEWAY_SECONDS`]; `iat` not in the future (same leeway); `iss` and `aud` equal to
+/// `expected`.
 #[inline]
 pub fn verify<K: KeyLookup + ?Sized>(
     token: &str,
@@ -312,51 +318,159 @@ pub fn verify<K: KeyLookup + ?Sized>(
     expected: &Expected<'_>,
     now: i64,
 ) -> Result<VerifiedAccess, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge { len: token.len() });
-    }
-    let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token)
-        .map_err(|e| TokenError::Malformed(e.to_string()))?;
-    if untrusted.algorithm() != "EdDSA" {
-        return Err(TokenError::AlgorithmMismatch {
-            actual: untrusted.algorithm().to_owned(),
-        });
-    }
-    let header = untrusted.header();
-    if header.token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
-        return Err(TokenError::WrongType {
-            actual: header.token_type.clone(),
-        });
-    }
-    if header.key_set_url.is_some() {
-        return Err(TokenError::ForbiddenHeader { name: "jku" });
-    }
-    if header.certificate_url.is_some() {
-        return Err(TokenError::ForbiddenHeader { name: "x5u" });
-    }
-    if let Some(name) = FORBIDDEN_HEADERS
-        .iter()
-        .find(|name| header.other_fields.contains_key(**name))
-    {
-        return Err(TokenError::ForbiddenHeader { name });
-    }
-    let key = header
-        .key_id
-        .as_deref()
-        .and_then(|kid| keys.public_key(kid))
-        .ok_or(TokenError::UnknownKey)?;
+    let signed = SignedToken::parse(token, keys)?;
+    let valid = signed
+        .key
+        .verify(signed.message, &Signature::new(signed.signature))
+        .is_ok();
+    signed.accept_if(valid, expected, now)
+}
 
-    let token = Ed25519
-        .validator::<AccessClaims>(key)
-        .validate(&untrusted)
-        .map_err(|e| match e {
-            ValidationError::InvalidSignature | ValidationError::InvalidSignatureLen { .. } => {
-                TokenError::BadSignature
-            }
-            other => TokenError::Malformed(other.to_string()),
-        })?;
+/// Checks Ed25519 signatures for [`verify_with`]: the server's WebCrypto or pure-Rust backend
+/// (see `crate::signatures`, behind the `server` feature).
+pub trait SignatureCheck {
+    /// Whether `signature` is the Ed25519 signature of `message` by `key`, published as `kid`.
+    async fn is_valid(
+        &self,
+        kid: &str,
+        key: &PublicKey,
+        message: &[u8],
+        signature: &[u8; Signature::BYTES],
+    ) -> bool;
+}
 
-    let claims = token.claims();
+/// [`verify`] with the signature checked by `check` (asynchronously: WebCrypto answers with a
+/// promise). Every other rule is the same code as [`verify`], so both refuse the same tokens for the
+/// same reasons.
+pub async fn verify_with<K: KeyLookup + ?Sized, C: SignatureCheck + ?Sized>(
+    token: &str,
+    keys: &K,
+    expected: &Expected<'_>,
+    now: i64,
+    check: &C,
+) -> Result<VerifiedAccess, TokenError> {
+    let signed = SignedToken::parse(token, keys)?;
+    let valid = check
+        .is_valid(signed.kid(), signed.key, signed.message, &signed.signature)
+        .await;
+    signed.accept_if(valid, expected, now)
+}
+
+/// A token that passed every header rule, whose claims parse, and whose signature is still to be
+/// checked against `key`.
+struct SignedToken<'t, 'k> {
+    untrusted: UntrustedToken<'t, Map<String, Value>>,
+    key: &'k PublicKey,
+    /// The JWS signing input: the token up to its last `.`.
+    message: &'t [u8],
+    signature: [u8; Signature::BYTES],
+}
+
+impl<'t, 'k> SignedToken<'t, 'k> {
+    /// The rules before the signature, in the order jwt-compact's validator applies them: the
+    /// signature's length, then the claims parse (so a malformed claims set is `Malformed` whatever
+    /// its signature, on every path), and only then the signature itself.
+    fn parse<K: KeyLookup + ?Sized>(token: &'t str, keys: &'k K) -> Result<Self, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge { len: token.len() });
+        }
+        let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token)
+            .map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if untrusted.algorithm() != "EdDSA" {
+            return Err(TokenError::AlgorithmMismatch {
+                actual: untrusted.algorithm().to_owned(),
+            });
+        }
+        let header = untrusted.header();
+        if header.token_type.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::WrongType {
+                actual: header.token_type.clone(),
+            });
+        }
+        if header.key_set_url.is_some() {
+            return Err(TokenError::ForbiddenHeader { name: "jku" });
+        }
+        if header.certificate_url.is_some() {
+            return Err(TokenError::ForbiddenHeader { name: "x5u" });
+        }
+        if let Some(name) = FORBIDDEN_HEADERS
+            .iter()
+            .find(|name| header.other_fields.contains_key(**name))
+        {
+            return Err(TokenError::ForbiddenHeader { name });
+        }
+        let key = header
+            .key_id
+            .as_deref()
+            .and_then(|kid| keys.public_key(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let signature = <[u8; Signature::BYTES]>::try_from(untrusted.signature_bytes())
+            .map_err(|_| TokenError::BadSignature)?;
+        untrusted
+            .deserialize_claims_unchecked::<AccessClaims>()
+            .map_err(validation_error)?;
+        // jwt-compact parsed exactly three segments, so the signing input is what precedes the last.
+        let message = token
+            .rfind('.')
+            .map(|dot| &token.as_bytes()[..dot])
+            .ok_or_else(|| TokenError::Malformed("no signature segment".into()))?;
+        Ok(SignedToken {
+            untrusted,
+            key,
+            message,
+            signature,
+        })
+    }
+
+    /// The key id the key was found under (`parse` refused the token without one).
+    fn kid(&self) -> &str {
+        self.untrusted
+            .header()
+            .key_id
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// The verified token if `valid` (the signature check's answer), after the claim rules. The
+    /// validated [`jwt_compact::Token`] comes from jwt-compact's own validator, whose verifying key
+    /// is a [`SignatureProof`]: minted here only when the check said yes, for exactly this signing
+    /// input and signature, so no token is validated without a successful check.
+    fn accept_if(
+        self,
+        valid: bool,
+        expected: &Expected<'_>,
+        now: i64,
+    ) -> Result<VerifiedAccess, TokenError> {
+        if !valid {
+            return Err(TokenError::BadSignature);
+        }
+        let proof = SignatureProof {
+            message: self.message.to_vec(),
+            signature: self.signature,
+        };
+        let token = CheckedEd25519
+            .validator::<AccessClaims>(&proof)
+            .validate(&self.untrusted)
+            .map_err(validation_error)?;
+        check_claims(token.claims(), expected, now)
+    }
+}
+
+fn validation_error(error: ValidationError) -> TokenError {
+    match error {
+        ValidationError::InvalidSignature | ValidationError::InvalidSignatureLen { .. } => {
+            TokenError::BadSignature
+        }
+        other => TokenError::Malformed(other.to_string()),
+    }
+}
+
+/// The claim rules, after the signature.
+fn check_claims(
+    claims: &Claims<AccessClaims>,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<VerifiedAccess, TokenError> {
     let expiration = claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
     let issued_at = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
     let not_before = claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
@@ -382,4 +496,89 @@ pub fn verify<K: KeyLookup + ?Sized>(
         issued_at: issued_at.timestamp(),
         expires_at: expiration.timestamp(),
     })
+}
+
+/// Evidence that a signature check said yes for one signing input and signature. Private: only
+/// [`SignedToken::accept_if`] makes one.
+struct SignatureProof {
+    message: Vec<u8>,
+    signature: [u8; Signature::BYTES],
+}
+
+/// `EdDSA` for jwt-compact's validator when the signature has already been checked (by WebCrypto,
+/// asynchronously, or by ed25519-compact): its verifying key is the [`SignatureProof`], and a
+/// signature "verifies" only if it is the one the proof was made for, over the same signing input.
+/// It cannot sign.
+struct CheckedEd25519;
+
+impl Algorithm for CheckedEd25519 {
+    type SigningKey = Infallible;
+    type VerifyingKey = SignatureProof;
+    type Signature = Signature;
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("EdDSA")
+    }
+
+    fn sign(&self, signing_key: &Infallible, _message: &[u8]) -> Signature {
+        match *signing_key {}
+    }
+
+    fn verify_signature(
+        &self,
+        signature: &Signature,
+        proof: &SignatureProof,
+        message: &[u8],
+    ) -> bool {
+        proof.message == message && proof.signature == **signature
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_proof_validates_only_its_own_signing_input_and_signature() {
+        let keys = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
+        let header = jwt_compact::Header::empty()
+            .with_key_id("k")
+            .with_token_type(ACCESS_TOKEN_TYPE);
+        let claims = jwt_compact::Claims::new(AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "s".into(),
+            sid: "d".into(),
+            org: "o".into(),
+            ws: None,
+            amr: vec![],
+            jti: "j".into(),
+        });
+        let token = jwt_compact::alg::Ed25519
+            .token(&header, &claims, &keys.sk)
+            .unwrap();
+        let untrusted = UntrustedToken::<Map<String, Value>>::try_from(token.as_str()).unwrap();
+        let (input, _) = token.rsplit_once('.').unwrap();
+        let signature: [u8; 64] = untrusted.signature_bytes().try_into().unwrap();
+        let validate = |proof: &SignatureProof| {
+            CheckedEd25519
+                .validator::<AccessClaims>(proof)
+                .validate(&untrusted)
+                .is_ok()
+        };
+        assert!(validate(&SignatureProof {
+            message: input.as_bytes().to_vec(),
+            signature,
+        }));
+        let mut other_signature = signature;
+        other_signature[0] ^= 1;
+        assert!(!validate(&SignatureProof {
+            message: input.as_bytes().to_vec(),
+            signature: other_signature,
+        }));
+        assert!(!validate(&SignatureProof {
+            message: format!("{input}x").into_bytes(),
+            signature,
+        }));
+    }
 }

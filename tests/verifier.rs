@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::rc::Rc;
+
 use common::*;
 use ed25519_compact::{KeyPair, Noise, Seed};
 use edgeauth::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, Secret};
@@ -102,7 +104,7 @@ fn a_document_that_is_not_a_jwks_is_an_error_and_an_empty_one_has_no_keys() {
 struct Setup {
     app: TestApp,
     clock: TestClock,
-    ring: KeyRing,
+    ring: Rc<KeyRing>,
     jwks: Jwks,
     jwks_body: Value,
     expected: Expected<'static>,
@@ -182,8 +184,15 @@ impl Setup {
     /// The verifier's answer, after checking the server's own verification gives the same one.
     fn both(&self, token: &str, now: i64) -> Result<String, TokenError> {
         let ours = verify(token, &self.jwks, &self.expected, now).map(|v| v.claims().sub.clone());
-        let server = verify_access_token(token, &self.ring, &self.app.config, now)
-            .map(|v| v.claims().sub.clone());
+        let server = block_on(verify_access_token(
+            token,
+            &self.ring,
+            &self.app.config,
+            now,
+            self.app.ed25519.as_ref(),
+        ))
+        .expect("the backend answers")
+        .map(|v| v.claims().sub.clone());
         assert_eq!(ours, server, "verifier and server disagree");
         ours
     }

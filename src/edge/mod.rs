@@ -8,6 +8,10 @@ mod d1;
 mod kv;
 mod mail;
 mod rate_limit;
+pub mod webcrypto;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::{event, Context, Env, Headers, Request, Response, ScheduledEvent};
 
@@ -21,6 +25,14 @@ use worker::web_sys;
 use crate::http::{check_header_sizes, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
 use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
+use crate::tokens::KeyCache;
+
+thread_local! {
+    /// The signing keys this isolate keeps between its requests (see [`KeyCache`]).
+    static KEY_CACHE: Rc<KeyCache> = Rc::default();
+    /// See [`isolate_config`].
+    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
+}
 
 /// `Date.now()`: wall-clock time in the isolate.
 struct JsClock;
@@ -77,8 +89,7 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
 /// The [`App`] over this Worker's configuration, D1, KV, clock and randomness (fetch and scheduled
 /// alike). The error is for the log only.
 fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
-    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
-        .map_err(|e| e.to_string())?;
+    let config = isolate_config(env)?;
     let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
     let kv = env
         .kv("REVOKED")
@@ -91,11 +102,26 @@ fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
         config,
         outbox: Outbox::default(),
         ip_limiter: Box::new(rate_limit::BindingLimiter(env.clone())),
+        ed25519: Box::new(webcrypto::WebCrypto),
+        key_cache: KEY_CACHE.with(Rc::clone),
     })
 }
 
 /// How long mail waits after the answer (see [`handle`]).
 const MAIL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The configuration, parsed from the vars and secrets once per isolate: they are fixed for an
+/// isolate's life (changing one deploys a new version, which runs in new isolates). A failed parse
+/// is not kept: it is reported again on every request, as before.
+fn isolate_config(env: &Env) -> Result<Config, String> {
+    if let Some(config) = CONFIG.with(|kept| kept.borrow().clone()) {
+        return Ok(config);
+    }
+    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map_err(|e| e.to_string())?;
+    CONFIG.with(|kept| *kept.borrow_mut() = Some(config.clone()));
+    Ok(config)
+}
 
 async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
     let mut http_request = request_head(&request)?;

@@ -192,10 +192,16 @@ pub(crate) async fn session_response<D: Database, F: FlagStore>(
     let now = app.clock.now();
     let ttl = app.config.access_token_ttl;
     let jti = b64url(&random_array::<16>(app.random.as_ref())?);
-    let access_token =
-        app.key_ring()
-            .await?
-            .sign(&session.access_claims(&app.config, jti), now, ttl)?;
+    let access_token = app
+        .key_ring()
+        .await?
+        .sign(
+            &session.access_claims(&app.config, jti),
+            now,
+            ttl,
+            app.ed25519.as_ref(),
+        )
+        .await?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -13,6 +13,7 @@ use edgeauth::app::App;
 use edgeauth::config::Config;
 use edgeauth::http::{HttpRequest, HttpResponse, Method};
 use edgeauth::rate_limits::MemoryIpLimiter;
+use edgeauth::signatures::PureEd25519;
 use edgeauth::store::{BackendError, Clock, Database, FlagStore, Random, Row, SqlValue, Statement};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::Connection;
@@ -253,6 +254,8 @@ pub fn app(overrides: &[(&str, &str)]) -> (TestApp, TestClock) {
         config: config(overrides),
         outbox: Default::default(),
         ip_limiter: Box::new(MemoryIpLimiter::default()),
+        ed25519: Box::new(PureEd25519),
+        key_cache: Default::default(),
     };
     (app, clock)
 }
