@@ -2,6 +2,8 @@
 //! a Worker request into an [`HttpRequest`], builds an [`App`] over D1, KV, the JS clock and
 //! `crypto.getRandomValues`, and turns the answer back into a Worker response.
 
+#[cfg(feature = "bench")]
+mod bench;
 #[cfg(feature = "binding")]
 pub mod binding;
 mod d1;
@@ -79,6 +81,10 @@ static LOGGER: ConsoleLogger = ConsoleLogger;
 async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     // Ignoring the error is right: it only says a logger is already installed in this isolate.
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
+    #[cfg(feature = "bench")]
+    if request.path().starts_with("/__bench/") {
+        return bench::handle(&request).await;
+    }
     let response = match handle(request, &env, &ctx).await {
         Ok(response) => response,
         Err(error) => error.to_response(),

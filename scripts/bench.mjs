@@ -1,0 +1,287 @@
+#!/usr/bin/env node
+// The benchmark (issue 7): `bash scripts/bench.sh` (which installs what is missing, then runs this).
+// Not part of the test command. Prints one table:
+//   1. in the Worker, side by side in the same isolate and run: our PBKDF2-HMAC-SHA256 (100k, 600k)
+//      and Ed25519 sign/verify against WebCrypto called from plain JavaScript (the `bench` build,
+//      src/edge/bench.rs; that code is never in the release build);
+//   2. over loopback, the release build under `wrangler dev` at concurrency 1 and 16: /v1/verify
+//      (access token, API key), /v1/authorize, /v1/auth/refresh, /v1/auth/login, and a plain
+//      JavaScript Worker verifying the same token with jose against the same JWKS
+//      (examples/consumer-js, GET /offline): requests/s, p50, p99;
+//   3. CPU time per request of each endpoint: the workerd process's CPU time (utime + stime from
+//      /proc) over the sequential run, divided by its requests. That counts everything workerd does
+//      for the request, including local D1 and KV (in production those are not billed to the
+//      Worker), so it is an upper bound; the /health row is the floor of an answer that does nothing;
+//   4. the gzip -9 size of the release .wasm.
+// Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import zlib from 'node:zlib';
+import { REPO_ROOT, startConsumer, startServer } from '../tests/e2e/harness.mjs';
+
+const DURATION_MS = Number(process.env.DURATION ?? 8) * 1000;
+const RUNS = Number(process.env.RUNS ?? 7);
+const ADMIN = { email: 'bench@example.com', password: 'bench admin password 1234', name: 'Bench' };
+const CONCURRENCY = [1, 16];
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+function build(features) {
+  const args = ['scripts/build.sh', ...(features ? ['--features', features] : [])];
+  execFileSync('bash', args, {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, EDGEAUTH_PROFILE: 'release', EDGEAUTH_SKIP_BUILD: '0' },
+  });
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+
+let ipCounter = 0;
+/** A fresh client address per request, so the per-IP limits (60 sign-ins a minute) never answer. */
+function nextIp() {
+  ipCounter += 1;
+  return `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** One request over a keep-alive connection; resolves to { status, body (text), ms }. */
+function send(url, { method = 'GET', json, bearer } = {}) {
+  return new Promise((resolve, reject) => {
+    const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
+    const headers = { 'cf-connecting-ip': nextIp() };
+    if (body) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = body.length;
+    }
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    const start = process.hrtime.bigint();
+    const req = http.request(url, { method, headers, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8'), ms: Number(process.hrtime.bigint() - start) / 1e6 }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** CPU seconds (user + system) of `pid` and its descendants, from /proc. */
+function cpuSeconds(pid) {
+  const ticks = 100; // USER_HZ on Linux
+  let total = 0;
+  const visit = (p) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / ticks; // utime, stime
+      const children = fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(' ') : []) visit(Number(c));
+    } catch {
+      // The process ended meanwhile.
+    }
+  };
+  visit(pid);
+  return total;
+}
+
+/** The workerd processes under wrangler `pid` (wrangler itself is node: not counted). */
+function workerdPids(pid) {
+  const out = [];
+  const visit = (p) => {
+    let comm = '';
+    try {
+      comm = fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {
+      return;
+    }
+    if (comm === 'workerd') out.push(p);
+    const children = fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+    for (const c of children ? children.split(' ') : []) visit(Number(c));
+  };
+  visit(pid);
+  if (out.length === 0) throw new Error(`no workerd process under ${pid}`);
+  return out;
+}
+
+/**
+ * Runs `makeRequest(worker)` from `concurrency` workers for DURATION_MS (or `count` requests in
+ * all); each request must answer `expect`. Returns rps, p50, p99 and, for the sequential run, the
+ * workerd CPU per request.
+ */
+async function load(name, concurrency, makeRequest, { expect = 200, count, cpuOf } = {}) {
+  const latencies = [];
+  let failures = 0;
+  const cpu0 = cpuOf ? cpuOf() : 0;
+  const start = performance.now();
+  const deadline = start + DURATION_MS;
+  let issued = 0;
+  const more = () => (count === undefined ? performance.now() < deadline : issued < count);
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      while (more()) {
+        issued += 1;
+        const res = await makeRequest(worker);
+        if (res.status !== expect) {
+          failures += 1;
+          if (failures <= 3) console.error(`${name}: ${res.status} ${res.body.slice(0, 200)}`);
+        } else latencies.push(res.ms);
+      }
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  const cpu = cpuOf ? cpuOf() - cpu0 : undefined;
+  if (failures > 0) throw new Error(`${name} at concurrency ${concurrency}: ${failures} answers were not ${expect}`);
+  const sorted = latencies.sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    rps: sorted.length / seconds,
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    cpuMs: cpu === undefined ? undefined : (cpu * 1000) / sorted.length,
+  };
+}
+
+function table(head, rows) {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join(' | ')} |`;
+  return [line(head), `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+const f = (x, digits = 1) => (x === undefined ? '-' : x.toFixed(digits));
+
+// ---- 1. in the Worker (bench build) --------------------------------------------------------------
+
+async function inWorker() {
+  console.error('==> bench build (cargo feature `bench`)');
+  build('bench');
+  const srv = await startServer({ name: 'bench-crypto' });
+  try {
+    const res = await send(`${srv.url}/__bench/crypto?runs=${RUNS}&n=500`);
+    if (res.status !== 200) throw new Error(`/__bench/crypto -> ${res.status} ${res.body.slice(0, 300)}`);
+    return JSON.parse(res.body);
+  } finally {
+    await srv.stop();
+  }
+}
+
+// ---- 2 and 3. over loopback (release build) ------------------------------------------------------
+
+async function overLoopback() {
+  console.error('==> release build');
+  build();
+  const wasm = fs.readFileSync(`${REPO_ROOT}/build/index_bg.wasm`);
+  const size = { raw: wasm.length, gzip: zlib.gzipSync(wasm, { level: 9 }).length };
+
+  const srv = await startServer({ name: 'bench-load' });
+  const consumer = await startConsumer('js', srv);
+  try {
+    const boot = await send(`${srv.url}/v1/bootstrap`, { method: 'POST', json: { token: srv.bootstrapToken, ...ADMIN } });
+    if (boot.status !== 201) throw new Error(`bootstrap -> ${boot.status} ${boot.body}`);
+    const { key: apiKey, workspace } = JSON.parse(boot.body);
+    const login = async () => {
+      const res = await send(`${srv.url}/v1/auth/login`, { method: 'POST', json: { email: ADMIN.email, password: ADMIN.password, session: 'token' } });
+      if (res.status !== 200) throw new Error(`login -> ${res.status} ${res.body}`);
+      return JSON.parse(res.body);
+    };
+    const session = await login();
+    const access = session.access_token;
+    // One refresh chain per concurrent worker (each rotation hands the next token to that worker).
+    const chains = [];
+    for (let i = 0; i < Math.max(...CONCURRENCY); i++) chains.push((await login()).refresh_token);
+
+    const workerd = workerdPids(srv.pid);
+    const edgeCpu = () => workerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    const consumerWorkerd = workerdPids(consumer.pid);
+    const consumerCpu = () => consumerWorkerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
+
+    const endpoints = [
+      ['GET /health (floor)', () => send(`${srv.url}/health`), {}],
+      ['POST /v1/verify, access token', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: { token: access } }), {}],
+      ['POST /v1/verify, API key', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: { token: apiKey } }), {}],
+      ['POST /v1/authorize', () => send(`${srv.url}/v1/authorize`, { method: 'POST', bearer: access, json: { capability: 'docs:read', workspace: workspace.id } }), {}],
+      [
+        'POST /v1/auth/refresh',
+        async (worker) => {
+          const res = await send(`${srv.url}/v1/auth/refresh`, { method: 'POST', json: { refresh_token: chains[worker] } });
+          if (res.status === 200) chains[worker] = JSON.parse(res.body).refresh_token;
+          return res;
+        },
+        {},
+      ],
+      ['POST /v1/auth/login (PBKDF2 600k)', () => send(`${srv.url}/v1/auth/login`, { method: 'POST', json: { email: ADMIN.email, password: ADMIN.password, session: 'token' } }), { count: { 1: 12, 16: 32 } }],
+      ['jose Worker, GET /offline (same token, same JWKS)', () => send(`${consumer.url}/offline`, { bearer: access }), { consumer: true }],
+    ];
+
+    const rows = [];
+    for (const [name, makeRequest, opts] of endpoints) {
+      // Warm-up, not counted.
+      for (let i = 0; i < 3; i++) await makeRequest(0);
+      const results = {};
+      for (const c of CONCURRENCY) {
+        results[c] = await load(name, c, makeRequest, {
+          count: opts.count?.[c],
+          cpuOf: c === 1 ? (opts.consumer ? consumerCpu : edgeCpu) : undefined,
+        });
+      }
+      rows.push([name, results]);
+      console.error(`    ${name}: ${f(results[1].rps)} / ${f(results[16].rps)} rps`);
+    }
+    return { size, rows };
+  } finally {
+    await consumer.stop();
+    await srv.stop();
+  }
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+async function main() {
+  const crypto = await inWorker();
+  const { size, rows } = await overLoopback();
+
+  const cryptoRows = [];
+  for (const p of crypto.pbkdf2) {
+    const ours = median(p.ours_ms);
+    const native = median(p.native_ms);
+    cryptoRows.push([`PBKDF2-HMAC-SHA256, ${p.iterations / 1000}k iterations`, f(ours), f(native), `${(ours / native).toFixed(2)}x`]);
+  }
+  for (const op of ['sign', 'verify']) {
+    const ours = median(crypto.ed25519.map((r) => r[`ours_${op}_ms`] ?? r[`compact_${op}_ms`]));
+    const native = median(crypto.ed25519.map((r) => r[`native_${op}_ms`]));
+    cryptoRows.push([`Ed25519 ${op} (per operation)`, f(ours, 4), f(native, 4), `${(ours / native).toFixed(2)}x`]);
+  }
+  for (const op of ['sign', 'verify']) {
+    const compact = median(crypto.ed25519.map((r) => r[`compact_${op}_ms`]));
+    const native = median(crypto.ed25519.map((r) => r[`native_${op}_ms`]));
+    cryptoRows.push([`  reference: ed25519-compact ${op} in wasm`, f(compact, 4), f(native, 4), `${(compact / native).toFixed(2)}x`]);
+  }
+
+  console.log(`\nedgeauth benchmark, ${new Date().toISOString().slice(0, 10)}, local wrangler dev (workerd), ${RUNS} in-worker runs, ${DURATION_MS / 1000} s per load run${crypto.simd128 ? ', wasm simd128' : ''}\n`);
+  console.log(table(['in the Worker (median)', 'ours ms', 'WebCrypto ms', 'ours/native'], cryptoRows));
+  console.log('');
+  console.log(
+    table(
+      ['over loopback', 'c=1 req/s', 'c=1 p50 ms', 'c=1 p99 ms', 'c=16 req/s', 'c=16 p50 ms', 'c=16 p99 ms', 'CPU ms/req'],
+      rows.map(([name, r]) => [name, f(r[1].rps), f(r[1].p50), f(r[1].p99), f(r[16].rps), f(r[16].p50), f(r[16].p99), f(r[1].cpuMs, 2)]),
+    ),
+  );
+  console.log(`\nrelease .wasm: ${size.raw} bytes raw, ${size.gzip} bytes gzip -9 (${(size.gzip / 1024).toFixed(1)} KiB)`);
+  console.log('CPU ms/req: workerd process CPU over the c=1 run / requests (includes local D1 and KV; an upper bound).');
+}
+
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => agent.destroy());
