@@ -1,7 +1,6 @@
 //! HTTP as the domain sees it: a request and response that need no runtime, JSON bodies with size and
 //! content-type checks, cookies, and the client facts (IP, user agent) we record.
 
-use cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -154,14 +153,21 @@ impl HttpRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The value of a cookie, if sent.
+    /// The value of a cookie, if sent: the first `name=value` pair of the `Cookie` header(s) with
+    /// this name, both trimmed, the value as sent (no quote stripping, no percent-decoding).
+    ///
+    /// Hand-written rather than the `cookie` crate's `split_parse` (whose date parsing pulled the
+    /// `time` crate into the `.wasm`); it answers exactly as `split_parse` did (host test
+    /// `cookie_lookup_agrees_with_the_cookie_crate`).
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| Cookie::split_parse(v.as_str()).filter_map(Result::ok))
-            .find(|c| c.name() == name)
-            .map(|c| c.value().to_owned())
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .find(|(n, _)| !n.is_empty() && *n == name)
+            .map(|(_, v)| v.to_owned())
     }
 
     /// The bearer credential of the `Authorization` header, if any.
@@ -443,16 +449,27 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// The `SameSite` attribute of a cookie we set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only with same-site requests.
+    Strict,
+    /// Also sent with top-level cross-site navigations (a magic link opened from a mail).
+    Lax,
+}
+
 /// A `__Host-` cookie as design.md requires: HttpOnly, Secure, Path=/, no Domain.
+///
+/// The attributes are in the order the `cookie` crate wrote them (host test
+/// `host_cookie_agrees_with_the_cookie_crate`): written by hand, since that crate's `Expires`
+/// formatting pulled the `time` crate into the `.wasm`.
 pub fn host_cookie(name: &str, value: &str, same_site: SameSite, max_age_seconds: i64) -> String {
-    Cookie::build((name, value))
-        .http_only(true)
-        .secure(true)
-        .path("/")
-        .same_site(same_site)
-        .max_age(cookie::time::Duration::seconds(max_age_seconds.max(0)))
-        .build()
-        .to_string()
+    let same_site = match same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+    };
+    let max_age = max_age_seconds.max(0);
+    format!("{name}={value}; HttpOnly; SameSite={same_site}; Secure; Path=/; Max-Age={max_age}")
 }
 
 /// A `Set-Cookie` that deletes a `__Host-` cookie.

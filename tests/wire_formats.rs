@@ -1,7 +1,7 @@
 //! Small hand-written wire-format helpers that replace crates in the `.wasm` (for its size) must
 //! answer exactly as those crates did; the crates stay here, as dev-dependencies, to compare with.
 
-use edgeauth::http::split_url;
+use edgeauth::http::{clear_cookie, host_cookie, split_url, HttpRequest, Method, SameSite};
 
 /// Every combination of a few awkward authorities, paths, queries and fragments, as the runtime
 /// would hand them over: serialised by a WHATWG parser (the `url` crate here).
@@ -70,4 +70,106 @@ fn split_url_agrees_with_the_url_crate() {
     assert_eq!(split_url("http://h:1?a=b"), Some(("/", Some("a=b"))));
     assert_eq!(split_url("https://h/p?q=1#f"), Some(("/p", Some("q=1"))));
     assert_eq!(split_url("no scheme"), None);
+}
+
+/// What `HttpRequest::cookie` answered when it was built on `cookie::Cookie::split_parse`.
+fn cookie_crate_lookup(headers: &[&str], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .flat_map(|v| cookie::Cookie::split_parse(*v).filter_map(Result::ok))
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+#[test]
+fn cookie_lookup_agrees_with_the_cookie_crate() {
+    let pieces = [
+        "",
+        " ",
+        ";",
+        "a=1",
+        "a = 1 ",
+        "a=",
+        "=a",
+        "a",
+        "a==b",
+        "a=\"quoted\"",
+        "a=x%20y",
+        "\u{a0}a=1\u{a0}",
+        "__Host-edgeauth-access=tok.en",
+        " __Host-edgeauth-access=other",
+        "__Host-edgeauth-accessX=no",
+        "__host-edgeauth-access=case",
+        "__Host-edgeauth-refresh=r; Path=/",
+        "__Host-edgeauth-link=l;HttpOnly",
+        "b=2;;c=3",
+        "d=é;e=\t4\t",
+    ];
+    let names = [
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "",
+        "Path",
+        "HttpOnly",
+        edgeauth::http::ACCESS_COOKIE,
+        edgeauth::http::REFRESH_COOKIE,
+        edgeauth::http::LINK_COOKIE,
+    ];
+    let mut checked = 0;
+    for first in pieces {
+        for second in pieces {
+            let joined = format!("{first};{second}");
+            for headers in [vec![joined.as_str()], vec![first, second]] {
+                let mut request = HttpRequest::new(Method::Get, "/v1/me");
+                for value in &headers {
+                    request = request.header("Cookie", value);
+                }
+                for name in names {
+                    assert_eq!(
+                        request.cookie(name),
+                        cookie_crate_lookup(&headers, name),
+                        "{headers:?} {name}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 20 * 20 * 2 * 11);
+    // And it does find what it should.
+    let request = HttpRequest::new(Method::Get, "/").header("cookie", "x=1; a = 2 ;a=3");
+    assert_eq!(request.cookie("a").as_deref(), Some("2"));
+}
+
+#[test]
+fn host_cookie_agrees_with_the_cookie_crate() {
+    for (same_site, theirs) in [
+        (SameSite::Strict, cookie::SameSite::Strict),
+        (SameSite::Lax, cookie::SameSite::Lax),
+    ] {
+        for max_age in [i64::MIN, -1, 0, 1, 600, 1_209_600, i64::MAX] {
+            for (name, value) in [("__Host-edgeauth-access", "a.b.c"), ("n", "")] {
+                let expected = cookie::Cookie::build((name, value))
+                    .http_only(true)
+                    .secure(true)
+                    .path("/")
+                    .same_site(theirs)
+                    .max_age(cookie::time::Duration::seconds(max_age.max(0)))
+                    .build()
+                    .to_string();
+                assert_eq!(host_cookie(name, value, same_site, max_age), expected);
+            }
+            assert_eq!(
+                clear_cookie("n", same_site),
+                host_cookie("n", "", same_site, 0)
+            );
+        }
+    }
+    assert_eq!(
+        host_cookie("n", "v", SameSite::Lax, 600),
+        "n=v; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=600"
+    );
 }
