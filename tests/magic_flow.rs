@@ -483,7 +483,11 @@ fn registration_mails_count_against_the_same_limit() {
     let response = send(&app, register_request(EMAIL, PASSWORD));
     assert_sent(&response);
     let mail = one_mail(&app, EMAIL, "Confirm your email address");
-    assert!(mail.html.contains("\">Confirm your address</a>"), "{}", mail.html);
+    assert!(
+        mail.html.contains("\">Confirm your address</a>"),
+        "{}",
+        mail.html
+    );
     // 2-5: sign-in links (a pending account may ask for one).
     for _ in 0..4 {
         ask(&app, EMAIL);
