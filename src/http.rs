@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::de::StrRead;
 
 use crate::error::ApiError;
 
@@ -326,24 +327,40 @@ pub fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Decodes JSON into `T`, reporting the path of the offending field.
+///
+/// Only the deserialisation itself is generic: there is one copy of this function per body type
+/// (about twenty), so the rest lives in the non-generic helpers below, each kept out of line once.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = json_deserializer(bytes)?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    json_end(&mut de)?;
+    Ok(value)
+}
+
+#[inline(never)]
+fn json_deserializer(bytes: &[u8]) -> Result<serde_json::Deserializer<StrRead<'_>>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::invalid(None, "request body is not valid UTF-8"))?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = match inner.classify() {
-            serde_json::error::Category::Data => inner.to_string(),
-            _ => "request body is not valid JSON".to_owned(),
-        };
-        // serde reports a missing or unknown field at the parent's path; name it from the message.
-        let field = field_from_message(&message).or(if path == "." { None } else { Some(path) });
-        ApiError::invalid(field.as_deref(), &strip_position(&message))
-    })?;
+    Ok(serde_json::Deserializer::from_str(text))
+}
+
+#[inline(never)]
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = match inner.classify() {
+        serde_json::error::Category::Data => inner.to_string(),
+        _ => "request body is not valid JSON".to_owned(),
+    };
+    // serde reports a missing or unknown field at the parent's path; name it from the message.
+    let field = field_from_message(&message).or(if path == "." { None } else { Some(path) });
+    ApiError::invalid(field.as_deref(), &strip_position(&message))
+}
+
+#[inline(never)]
+fn json_end(de: &mut serde_json::Deserializer<StrRead<'_>>) -> Result<(), ApiError> {
     de.end()
-        .map_err(|_| ApiError::invalid(None, "trailing characters after the JSON body"))?;
-    Ok(value)
+        .map_err(|_| ApiError::invalid(None, "trailing characters after the JSON body"))
 }
 
 fn field_from_message(message: &str) -> Option<String> {
