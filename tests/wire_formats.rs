@@ -173,3 +173,72 @@ fn host_cookie_agrees_with_the_cookie_crate() {
         "n=v; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=600"
     );
 }
+
+/// `decode_json`'s refusals: the field named where serde knows it, serde's reason without its
+/// position, and our own words for what is not JSON at all.
+#[test]
+fn decode_json_names_the_field_and_the_reason() {
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        inner: Option<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+    let refusal = |body: &[u8]| {
+        let error = edgeauth::http::decode_json::<Body>(body)
+            .unwrap_err()
+            .to_response()
+            .json_value()["error"]
+            .clone();
+        (
+            error["field"].clone(),
+            error["message"].as_str().unwrap().to_owned(),
+        )
+    };
+    let cases: [(&[u8], serde_json::Value, &str); 6] = [
+        (
+            br#"{"email": 5}"#,
+            "email".into(),
+            "invalid type: integer `5`, expected a string",
+        ),
+        (br#"{}"#, "email".into(), "missing field `email`"),
+        (
+            br#"{"email": "a", "x": 1}"#,
+            "x".into(),
+            "unknown field `x`, expected `email` or `inner`",
+        ),
+        (
+            br#"{"email": "a", "inner": {"n": 300}}"#,
+            "inner.n".into(),
+            "invalid value: integer `300`, expected u8",
+        ),
+        (
+            b"{\"email\":",
+            "email".into(),
+            "request body is not valid JSON",
+        ),
+        (
+            b"{\"email\": \"a\"} {}",
+            serde_json::Value::Null,
+            "trailing characters after the JSON body",
+        ),
+    ];
+    for (body, field, message) in cases {
+        assert_eq!(
+            refusal(body),
+            (field, message.to_owned()),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        refusal(b"{\"email\":\"\xff\"}").1,
+        "request body is not valid UTF-8"
+    );
+}
