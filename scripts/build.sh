@@ -3,7 +3,8 @@
 # This is wrangler.toml's `[build] command`; it can also be run by hand.
 #
 # Environment:
-#   EDGEAUTH_PROFILE=release  (default) cargo release profile + wasm-opt   -> smallest/fastest .wasm
+#   EDGEAUTH_PROFILE=release  (default) cargo release profile + wasm-opt, name section stripped
+#                             (kept in target/index_bg.names.wasm) -> smallest/fastest .wasm
 #   EDGEAUTH_PROFILE=dev      cargo release profile, wasm-opt skipped (--no-opt) -> fast rebuilds
 #   EDGEAUTH_SKIP_BUILD=1     do nothing if a build already exists (tests build once, then start
 #                             many `wrangler dev` servers, each of which runs this command twice)
@@ -66,6 +67,16 @@ elapsed=$(( $(date +%s) - start ))
 
 [ -f "$OUT_ENTRY" ] || die "worker-build finished but $OUT_ENTRY is missing (wrangler.toml's main)"
 [ -f "$OUT_WASM" ]  || die "worker-build finished but $OUT_WASM is missing"
+
+# worker-build keeps the wasm name section (it passes --debuginfo to wasm-opt): ~10% of the gzipped
+# release .wasm that nothing at runtime reads. Ship without it; keep the named copy out of build/ for
+# reading `wasm-function[N]` in a stack trace (see scripts/strip-names.mjs).
+OUT_NAMES="target/index_bg.names.wasm"
+if [ "$profile" = "release" ]; then
+  mkdir -p "$(dirname "$OUT_NAMES")"
+  node "$REPO_ROOT/scripts/strip-names.mjs" "$OUT_WASM" "$OUT_NAMES" >/dev/null \
+    || die "could not strip the name section from $OUT_WASM"
+fi
 
 raw=$(wc -c <"$OUT_WASM")
 if [ "$profile" = "release" ]; then

@@ -1,9 +1,9 @@
 //! HTTP as the domain sees it: a request and response that need no runtime, JSON bodies with size and
 //! content-type checks, cookies, and the client facts (IP, user agent) we record.
 
-use cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::de::StrRead;
 
 use crate::error::ApiError;
 
@@ -154,14 +154,21 @@ impl HttpRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The value of a cookie, if sent.
+    /// The value of a cookie, if sent: the first `name=value` pair of the `Cookie` header(s) with
+    /// this name, both trimmed, the value as sent (no quote stripping, no percent-decoding).
+    ///
+    /// Hand-written rather than the `cookie` crate's `split_parse` (whose date parsing pulled the
+    /// `time` crate into the `.wasm`); it answers exactly as `split_parse` did (host test
+    /// `cookie_lookup_agrees_with_the_cookie_crate`).
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .filter(|(n, _)| n == "cookie")
-            .flat_map(|(_, v)| Cookie::split_parse(v.as_str()).filter_map(Result::ok))
-            .find(|c| c.name() == name)
-            .map(|c| c.value().to_owned())
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .find(|(n, _)| !n.is_empty() && *n == name)
+            .map(|(_, v)| v.to_owned())
     }
 
     /// The bearer credential of the `Authorization` header, if any.
@@ -268,6 +275,29 @@ impl HttpRequest {
     }
 }
 
+/// The path and raw query of an absolute `http(s)` URL as the runtime serialises a request's URL
+/// (WHATWG: authority percent-encoded, path at least `/`); `None` if it has no `scheme://`.
+///
+/// We split the string instead of parsing it with the `url` crate: the runtime has already parsed
+/// and normalised it, and `url` (with its IDNA and Unicode tables) cost ~25 KB of gzip in the
+/// `.wasm` for this one call. For every already serialised URL the answer equals `url`'s
+/// `path()` and `query()` (host test `split_url_agrees_with_the_url_crate`).
+pub fn split_url(url: &str) -> Option<(&str, Option<&str>)> {
+    let (_scheme, rest) = url.split_once("://")?;
+    // The authority ends at the first `/`, `?` or `#`: none can appear inside it unescaped.
+    let start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = &rest[start..];
+    let rest = rest
+        .split_once('#')
+        .map_or(rest, |(before, _fragment)| before);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    // A special URL always has a path; its serialisation has at least `/`.
+    Some((if path.is_empty() { "/" } else { path }, query))
+}
+
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space); `None` on a broken escape or
 /// invalid UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {
@@ -297,24 +327,40 @@ pub fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Decodes JSON into `T`, reporting the path of the offending field.
+///
+/// Only the deserialisation itself is generic: there is one copy of this function per body type
+/// (about twenty), so the rest lives in the non-generic helpers below, each kept out of line once.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = json_deserializer(bytes)?;
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    json_end(&mut de)?;
+    Ok(value)
+}
+
+#[inline(never)]
+fn json_deserializer(bytes: &[u8]) -> Result<serde_json::Deserializer<StrRead<'_>>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::invalid(None, "request body is not valid UTF-8"))?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = match inner.classify() {
-            serde_json::error::Category::Data => inner.to_string(),
-            _ => "request body is not valid JSON".to_owned(),
-        };
-        // serde reports a missing or unknown field at the parent's path; name it from the message.
-        let field = field_from_message(&message).or(if path == "." { None } else { Some(path) });
-        ApiError::invalid(field.as_deref(), &strip_position(&message))
-    })?;
+    Ok(serde_json::Deserializer::from_str(text))
+}
+
+#[inline(never)]
+fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let message = match inner.classify() {
+        serde_json::error::Category::Data => inner.to_string(),
+        _ => "request body is not valid JSON".to_owned(),
+    };
+    // serde reports a missing or unknown field at the parent's path; name it from the message.
+    let field = field_from_message(&message).or(if path == "." { None } else { Some(path) });
+    ApiError::invalid(field.as_deref(), &strip_position(&message))
+}
+
+#[inline(never)]
+fn json_end(de: &mut serde_json::Deserializer<StrRead<'_>>) -> Result<(), ApiError> {
     de.end()
-        .map_err(|_| ApiError::invalid(None, "trailing characters after the JSON body"))?;
-    Ok(value)
+        .map_err(|_| ApiError::invalid(None, "trailing characters after the JSON body"))
 }
 
 fn field_from_message(message: &str) -> Option<String> {
@@ -420,16 +466,27 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// The `SameSite` attribute of a cookie we set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only with same-site requests.
+    Strict,
+    /// Also sent with top-level cross-site navigations (a magic link opened from a mail).
+    Lax,
+}
+
 /// A `__Host-` cookie as design.md requires: HttpOnly, Secure, Path=/, no Domain.
+///
+/// The attributes are in the order the `cookie` crate wrote them (host test
+/// `host_cookie_agrees_with_the_cookie_crate`): written by hand, since that crate's `Expires`
+/// formatting pulled the `time` crate into the `.wasm`.
 pub fn host_cookie(name: &str, value: &str, same_site: SameSite, max_age_seconds: i64) -> String {
-    Cookie::build((name, value))
-        .http_only(true)
-        .secure(true)
-        .path("/")
-        .same_site(same_site)
-        .max_age(cookie::time::Duration::seconds(max_age_seconds.max(0)))
-        .build()
-        .to_string()
+    let same_site = match same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+    };
+    let max_age = max_age_seconds.max(0);
+    format!("{name}={value}; HttpOnly; SameSite={same_site}; Secure; Path=/; Max-Age={max_age}")
 }
 
 /// A `Set-Cookie` that deletes a `__Host-` cookie.

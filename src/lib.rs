@@ -18,6 +18,8 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod authz;
 #[cfg(feature = "server")]
+pub mod common_passwords;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod crypto;

@@ -139,16 +139,20 @@ pub fn link_mail(config: &Config, to: &str, kind: LinkMailKind, token: &str, cod
         config.public_url
     );
     let minutes = (config.magic_link_ttl + 59) / 60;
-    let (subject, intro, action) = match kind {
+    // `label` is `action` capitalised, spelled out: a Unicode `to_uppercase` would bring its case
+    // tables into the `.wasm` for two constant strings.
+    let (subject, intro, action, label) = match kind {
         LinkMailKind::SignIn => (
             "Your sign-in link",
             "Someone asked to sign in to your account with this address.",
             "sign in",
+            "Sign in",
         ),
         LinkMailKind::ConfirmAddress => (
             "Confirm your email address",
             "Someone created an account with this address.",
             "confirm your address",
+            "Confirm your address",
         ),
     };
     let text = format!(
@@ -163,7 +167,6 @@ pub fn link_mail(config: &Config, to: &str, kind: LinkMailKind, token: &str, cod
          <p>The link and the code work once, within {minutes} minutes. If this was not you, ignore \
          this mail: nothing happens without the link or the code.</p>",
         href = escape_html(&link),
-        label = escape_html(&capitalise(action)),
         code = escape_html(code),
     );
     Mail {
@@ -195,13 +198,5 @@ pub fn already_registered_mail(config: &Config, to: &str) -> Mail {
         subject: "You already have an account".to_owned(),
         text,
         html,
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

@@ -342,6 +342,7 @@ fn a_known_address_gets_one_mail_and_a_bound_cookie_but_no_secret_in_the_answer(
     let binding = link_cookie_of(&response);
 
     let mail = one_mail(&app, EMAIL, "Your sign-in link");
+    assert!(mail.html.contains("\">Sign in</a>"), "{}", mail.html);
     let Secrets { token, code } = secrets_of(&mail);
     assert_ne!(token, binding);
     // The binding is random and may contain six digits in a row by chance; nothing else may.
@@ -481,7 +482,12 @@ fn registration_mails_count_against_the_same_limit() {
     // 1: the confirmation mail.
     let response = send(&app, register_request(EMAIL, PASSWORD));
     assert_sent(&response);
-    one_mail(&app, EMAIL, "Confirm your email address");
+    let mail = one_mail(&app, EMAIL, "Confirm your email address");
+    assert!(
+        mail.html.contains("\">Confirm your address</a>"),
+        "{}",
+        mail.html
+    );
     // 2-5: sign-in links (a pending account may ask for one).
     for _ in 0..4 {
         ask(&app, EMAIL);

@@ -336,3 +336,55 @@ fn the_password_is_compared_exactly_as_received() {
     );
     assert_eq!(response.status, 200);
 }
+
+/// The embedded set (build.rs): sorted distinct values in range, one per listed password of 8+
+/// characters, and found by `contains` exactly where its hash is in the set.
+#[test]
+fn the_common_set_is_exact_for_the_list_and_rarely_wrong_otherwise() {
+    use edgeauth::common_passwords::{self as set, FALSE_POSITIVE_BITS, LISTED, RANGE, VALUES};
+
+    let values: Vec<u64> = set::values().collect();
+    assert_eq!(values.len(), VALUES);
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "sorted and distinct"
+    );
+    assert!(values.iter().all(|v| *v < RANGE));
+    assert_eq!(LISTED, 3395);
+    assert_eq!(RANGE, (LISTED as u64) << FALSE_POSITIVE_BITS);
+    let members: std::collections::HashSet<u64> = values.iter().copied().collect();
+
+    // Every listed entry hashes into the set (the whole-list test above checks `is_common` too).
+    let listed: std::collections::HashSet<String> = top_10000()
+        .iter()
+        .filter(|w| w.chars().count() >= passwords::MIN_PASSWORD_CHARS)
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    assert_eq!(listed.len(), LISTED);
+    for word in &listed {
+        assert!(members.contains(&set::hash(word)), "{word}");
+    }
+    // The whole set is accounted for by the list: no stray values.
+    let hashed: std::collections::HashSet<u64> = listed.iter().map(|w| set::hash(w)).collect();
+    assert_eq!(hashed, members);
+
+    // The false-positive rate is VALUES / RANGE, about 2^-20: over 1,000,000 unlisted candidates
+    // expect ~1; more than 6 would mean a broken hash or range.
+    let false_positives = (0..1_000_000u32)
+        .map(|i| format!("not-on-the-list-{i}"))
+        .filter(|c| members.contains(&set::hash(c)))
+        .count();
+    assert!(false_positives <= 6, "{false_positives} false positives");
+    // `contains` answers exactly set membership, for listed and unlisted words alike.
+    for word in listed.iter().take(300) {
+        assert!(set::contains(word), "{word}");
+    }
+    for i in 0..3000u32 {
+        let candidate = format!("unlisted {i}");
+        assert_eq!(
+            set::contains(&candidate),
+            members.contains(&set::hash(&candidate)),
+            "{candidate}"
+        );
+    }
+}

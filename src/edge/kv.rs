@@ -18,8 +18,11 @@ impl FlagStore for Kv {
     }
 
     async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), BackendError> {
+        // The same UTF-8 bytes as `put(key, value)` stores (and `get().text()` reads back), without
+        // its generic path: for a `&str` that goes through serde_wasm_bindgen and keeps float
+        // formatting in the `.wasm`.
         self.0
-            .put(key, value)
+            .put_bytes(key, value.as_bytes())
             .map_err(|e| BackendError::Flags(format!("put {key}: {e}")))?
             .expiration_ttl(ttl_seconds.max(60))
             .execute()

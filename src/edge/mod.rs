@@ -24,7 +24,9 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
 
-use crate::http::{check_header_sizes, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
+use crate::http::{
+    check_header_sizes, split_url, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES,
+};
 use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
 use crate::tokens::KeyCache;
@@ -203,13 +205,14 @@ mod scheduled_export {
 
 /// The request without its body: method, path, query and headers (names lower-cased).
 fn request_head(request: &Request) -> Result<HttpRequest, ApiError> {
-    let url = request
-        .url()
-        .map_err(|_| ApiError::invalid(None, "bad request URL"))?;
+    // The runtime's serialised URL, split without the `url` crate (see `http::split_url`).
+    let url = request.inner().url();
+    let (path, query) =
+        split_url(&url).ok_or_else(|| ApiError::invalid(None, "bad request URL"))?;
     Ok(HttpRequest {
         method: Method::parse(request.method().as_ref()),
-        path: url.path().to_owned(),
-        query: url.query().map(str::to_owned),
+        path: path.to_owned(),
+        query: query.map(str::to_owned),
         headers: request
             .headers()
             .entries()

@@ -5,7 +5,6 @@
 //! throttled, each gets a binding (cookie or `attempt`) of the same shape, and mail is queued in the
 //! outbox and sent after the answer.
 
-use cookie::SameSite;
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -15,7 +14,7 @@ use crate::app::{App, RequestMeta};
 use crate::audit::{self, Actor, AuditEvent, Outcome};
 use crate::crypto::random_array;
 use crate::error::ApiError;
-use crate::http::{clear_cookie, host_cookie, HttpRequest, HttpResponse, LINK_COOKIE};
+use crate::http::{clear_cookie, host_cookie, HttpRequest, HttpResponse, SameSite, LINK_COOKIE};
 use crate::identity::{self, normalize_email, normalize_name, User};
 use crate::magic_links::{self, Attempt, CodeOutcome, NewAttempt, Purpose};
 use crate::mail::{self, LinkMailKind};

@@ -12,7 +12,6 @@ mod signing_keys;
 mod users;
 mod workspaces;
 
-use cookie::SameSite;
 use serde_json::json;
 
 use crate::app::{App, Caller, Principal};
@@ -20,7 +19,7 @@ use crate::audit::Actor;
 use crate::crypto::{b64url, random_array};
 use crate::error::ApiError;
 use crate::http::{
-    clear_cookie, host_cookie, HttpRequest, HttpResponse, ACCESS_COOKIE, REFRESH_COOKIE,
+    clear_cookie, host_cookie, HttpRequest, HttpResponse, SameSite, ACCESS_COOKIE, REFRESH_COOKIE,
 };
 use crate::identity::User;
 use crate::routes::RouteId;
