@@ -13,5 +13,9 @@ test('GET /health answers 200 {status:"ok", version:<string>}', async (t) => {
   assert.equal(body.status, 'ok');
   assert.equal(typeof body.version, 'string');
   assert.ok(body.version.length > 0, 'version must not be empty');
+  // The benchmark build's routes (cargo feature `bench`) are not in the build that ships.
+  const bench = await fetch(`${srv.url}/__bench/crypto?runs=1&n=1`);
+  assert.equal(bench.status, 404);
+  assert.equal((await bench.json()).error.code, 'not_found');
   await srv.stop();
 });
