@@ -235,9 +235,7 @@ impl KeyRing {
             .token(&header, &full, &())
             .map_err(|e| BackendError::Decode(format!("token encoding failed: {e}")))?;
         // `header.claims.placeholder`: the signing input is everything before the last `.`.
-        let input = unsigned
-            .rfind('.')
-            .map(|dot| &unsigned[..dot])
+        let input = verifier::signing_input(&unsigned)
             .ok_or_else(|| BackendError::Decode("token encoding failed".into()))?;
         let private = PrivateKey::new(
             key.kid.clone(),
