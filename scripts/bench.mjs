@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import { nextClientIp } from '../tests/e2e/client.mjs';
 import { REPO_ROOT, startConsumer, startServer } from '../tests/e2e/harness.mjs';
 
 const DURATION_MS = Number(process.env.DURATION ?? 8) * 1000;
@@ -41,12 +42,6 @@ const median = (xs) => {
 };
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 
-let ipCounter = 0;
-/** A fresh client address per request, so the per-IP limits (60 sign-ins a minute) never answer. */
-function nextIp() {
-  ipCounter += 1;
-  return `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -54,7 +49,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 function send(url, { method = 'GET', json, bearer } = {}) {
   return new Promise((resolve, reject) => {
     const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
-    const headers = { 'cf-connecting-ip': nextIp() };
+    const headers = { 'cf-connecting-ip': nextClientIp() };
     if (body) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = body.length;

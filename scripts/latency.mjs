@@ -9,20 +9,17 @@
 //   N=100 node scripts/latency.mjs
 //
 // Local workerd timings vary between sessions: compare numbers from one run, and repeat.
+import { nextClientIp } from '../tests/e2e/client.mjs';
 import { startServer } from '../tests/e2e/harness.mjs';
 
 const N = Number(process.env.N ?? 40);
 const EMAIL = 'latency@example.com';
 const PASSWORD = 'latency password 1234';
 
-let ipCounter = 0;
-
 async function post(url, body, bearer) {
   const t0 = performance.now();
   // A fresh client address per request, so the per-IP limits (60 sign-ins a minute) never answer.
-  ipCounter += 1;
-  const ip = `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
-  const headers = { 'content-type': 'application/json', 'cf-connecting-ip': ip };
+  const headers = { 'content-type': 'application/json', 'cf-connecting-ip': nextClientIp() };
   if (bearer) headers.authorization = `Bearer ${bearer}`;
   const res = await fetch(url, {
     method: 'POST',

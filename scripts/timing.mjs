@@ -15,6 +15,7 @@
 // requests alternate in a random order, so drift in the machine's speed hits both alike. Mail goes
 // where production sends it, to an HTTP mail API after the answer (a local capture server here),
 // and the script checks that only the known addresses got one.
+import { nextClientIp } from '../tests/e2e/client.mjs';
 import { d1Query, startServer } from '../tests/e2e/harness.mjs';
 import { recipientsOf, startMailbox } from '../tests/e2e/mailbox.mjs';
 
@@ -23,15 +24,8 @@ const ONLY = process.env.ONLY ?? '';
 if (!['', 'login', 'magic-link'].includes(ONLY)) throw new Error(`ONLY must be login or magic-link, not ${ONLY}`);
 const ADMIN = { email: 'timing-admin@example.com', password: 'timing admin password 1234', name: 'Timing' };
 
-let ipCounter = 0;
-/** A fresh (private-range) address per request: the per-IP limit is 60 sign-ins a minute. */
-function nextIp() {
-  ipCounter += 1;
-  return `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
-}
-
 async function timedPost(base, path, body, { bearer, expect } = {}) {
-  const headers = { 'content-type': 'application/json', 'cf-connecting-ip': nextIp() };
+  const headers = { 'content-type': 'application/json', 'cf-connecting-ip': nextClientIp() };
   if (bearer) headers.authorization = `Bearer ${bearer}`;
   const t0 = performance.now();
   const res = await fetch(`${base}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
