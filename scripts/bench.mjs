@@ -13,7 +13,9 @@
 //      for the request, including local D1 and KV (in production those are not billed to the
 //      Worker), so it is an upper bound; the /health row is the floor of an answer that does nothing;
 //   4. the gzip -9 size of the release .wasm.
-// Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7).
+// Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7);
+// for a quick look at a few rows: ROWS (a regular expression; only the loopback rows whose name
+// matches run, and the in-worker part is skipped) and NO_BUILD=1 (use the release build in build/).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -24,10 +26,12 @@ const DURATION_MS = Number(process.env.DURATION ?? 8) * 1000;
 const RUNS = Number(process.env.RUNS ?? 7);
 const ADMIN = { email: 'bench@example.com', password: 'bench admin password 1234', name: 'Bench' };
 const CONCURRENCY = [1, 16];
+const ROWS = process.env.ROWS ? new RegExp(process.env.ROWS, 'i') : undefined;
 
 // ---- helpers -------------------------------------------------------------------------------------
 
 function build(features) {
+  if (process.env.NO_BUILD === '1') return;
   const args = ['scripts/build.sh', ...(features ? ['--features', features] : [])];
   execFileSync('bash', args, {
     cwd: REPO_ROOT,
@@ -231,7 +235,7 @@ async function overLoopback() {
     ];
 
     const rows = [];
-    for (const [name, makeRequest, opts] of endpoints) {
+    for (const [name, makeRequest, opts] of endpoints.filter(([name]) => !ROWS || ROWS.test(name))) {
       // Warm-up, not counted.
       for (let i = 0; i < 3; i++) await makeRequest(0);
       const results = {};
@@ -254,7 +258,7 @@ async function overLoopback() {
 // ---- main ----------------------------------------------------------------------------------------
 
 async function main() {
-  const crypto = await inWorker();
+  const crypto = ROWS ? { pbkdf2: [], ed25519: [] } : await inWorker();
   const { size, rows } = await overLoopback();
 
   const cryptoRows = [];
@@ -275,8 +279,10 @@ async function main() {
   }
 
   console.log(`\nedgeauth benchmark, ${new Date().toISOString().slice(0, 10)}, local wrangler dev (workerd), ${RUNS} in-worker runs, ${DURATION_MS / 1000} s per load run${crypto.simd128 ? ', wasm simd128' : ''}\n`);
-  console.log(table(['in the Worker (median)', 'ours ms', 'WebCrypto ms', 'ours/native'], cryptoRows));
-  console.log('');
+  if (!ROWS) {
+    console.log(table(['in the Worker (median)', 'ours ms', 'WebCrypto ms', 'ours/native'], cryptoRows));
+    console.log('');
+  }
   console.log(
     table(
       ['over loopback', 'c=1 req/s', 'c=1 p50 ms', 'c=1 p99 ms', 'c=16 req/s', 'c=16 p50 ms', 'c=16 p99 ms', 'CPU ms/req'],

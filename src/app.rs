@@ -473,7 +473,15 @@ impl<D: Database, F: FlagStore> App<D, F> {
         ring: &KeyRing,
         now: i64,
     ) -> Result<Result<VerifiedAccess, TokenError>, BackendError> {
-        tokens::verify_access_token(token, ring, &self.config, now, self.ed25519.as_ref()).await
+        tokens::verify_access_token_cached(
+            token,
+            ring,
+            &self.config,
+            now,
+            self.ed25519.as_ref(),
+            self.key_cache.verified_tokens(),
+        )
+        .await
     }
 
     async fn resolve_access_token(

@@ -14,6 +14,7 @@
 //! not hold. See [`KeyCache`] for why that gives the same answers as reading D1 every time.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::rc::Rc;
@@ -21,6 +22,7 @@ use std::rc::Rc;
 use ed25519_compact::{PublicKey, Signature};
 use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, random_array, Secret};
@@ -310,9 +312,15 @@ impl Algorithm for UnsignedEdDsa {
 #[derive(Debug, Default)]
 pub struct KeyCache {
     ring: RefCell<Option<Rc<KeyRing>>>,
+    verified: VerifiedTokens,
 }
 
 impl KeyCache {
+    /// The access tokens this isolate has verified (see [`VerifiedTokens`]).
+    pub fn verified_tokens(&self) -> &VerifiedTokens {
+        &self.verified
+    }
+
     fn get(&self) -> Option<Rc<KeyRing>> {
         self.ring.borrow().clone()
     }
@@ -325,6 +333,102 @@ impl KeyCache {
     pub fn clear(&self) {
         self.ring.borrow_mut().take();
     }
+}
+
+/// At most this many verified tokens are kept per isolate (see [`VerifiedTokens`]): ~0.5 KB each.
+pub const MAX_VERIFIED_TOKENS: usize = 4096;
+
+/// The access tokens this isolate has verified, by the SHA-256 of the whole token, so that the same
+/// token presented again (a client sends its token with every request for its whole life) skips
+/// the parse and the signature check. Only a token that passed every rule is kept, and it is taken
+/// from here only if, at the time of use:
+/// - the key that signed it is still published under the same `kid`, with the same public key, in
+///   the ring verification would use ([`KeyRing`], read as for any other token): a key whose
+///   overlap has ended, or a ring re-read without it, refuses it exactly as a fresh check would;
+/// - its time claims still pass ([`VerifiedAccess::check_times`], the verifier's own rules).
+///
+/// Otherwise the token is verified afresh, so the answer is always the one a full verification
+/// would give at that moment. Issuer and audience are the isolate's configuration, fixed for its
+/// life. Revocation is not decided here: the flags are checked after, on every use. Nothing that
+/// failed is kept, so an attacker cannot fill it without valid tokens; when it is full, expired
+/// entries go, and if none have, all of them.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    known: RefCell<HashMap<[u8; 32], KnownToken>>,
+}
+
+#[derive(Debug)]
+struct KnownToken {
+    access: VerifiedAccess,
+    key: PublicKey,
+}
+
+impl VerifiedTokens {
+    /// How many tokens are kept.
+    pub fn len(&self) -> usize {
+        self.known.borrow().len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The token verified earlier, if it still passes at `now` against `ring` (see the type).
+    fn recall(&self, digest: &[u8; 32], ring: &KeyRing, now: i64) -> Option<VerifiedAccess> {
+        let known = self.known.borrow();
+        let entry = known.get(digest)?;
+        let key = ring
+            .published_at(now)
+            .public_key(entry.access.key_id())
+            .copied()?;
+        (key == entry.key && entry.access.check_times(now).is_ok()).then(|| entry.access.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], access: &VerifiedAccess, ring: &KeyRing, now: i64) {
+        let Some(key) = ring.published_at(now).public_key(access.key_id()).copied() else {
+            return;
+        };
+        let mut known = self.known.borrow_mut();
+        if known.len() >= MAX_VERIFIED_TOKENS {
+            known.retain(|_, entry| entry.access.check_times(now).is_ok());
+            if known.len() >= MAX_VERIFIED_TOKENS {
+                known.clear();
+            }
+        }
+        known.insert(
+            digest,
+            KnownToken {
+                access: access.clone(),
+                key,
+            },
+        );
+    }
+}
+
+/// [`verify_access_token`], answered from `known` when the same token was verified before and
+/// still passes (see [`VerifiedTokens`]); a token that passes now is remembered there.
+pub async fn verify_access_token_cached(
+    token: &str,
+    ring: &KeyRing,
+    config: &Config,
+    now: i64,
+    ed25519: &dyn DynEd25519Backend,
+    known: &VerifiedTokens,
+) -> Result<Result<VerifiedAccess, TokenError>, BackendError> {
+    // A token over the size limit is refused unread, as by the verifier; it is not hashed either.
+    if token.len() > MAX_TOKEN_BYTES {
+        return verify_access_token(token, ring, config, now, ed25519).await;
+    }
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(access) = known.recall(&digest, ring, now) {
+        return Ok(Ok(access));
+    }
+    let outcome = verify_access_token(token, ring, config, now, ed25519).await?;
+    if let Ok(access) = &outcome {
+        known.remember(digest, access, ring, now);
+    }
+    Ok(outcome)
 }
 
 async fn create_current_key<D: Database>(

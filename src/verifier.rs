@@ -71,7 +71,9 @@ pub struct AccessClaims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedAccess {
     claims: AccessClaims,
+    key_id: String,
     issued_at: i64,
+    not_before: i64,
     expires_at: i64,
 }
 
@@ -80,13 +82,26 @@ impl VerifiedAccess {
     pub fn claims(&self) -> &AccessClaims {
         &self.claims
     }
+    /// The `kid` of the key whose signature was checked.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
     /// `iat`, unix seconds.
     pub fn issued_at(&self) -> i64 {
         self.issued_at
     }
+    /// `nbf`, unix seconds.
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
     /// `exp`, unix seconds.
     pub fn expires_at(&self) -> i64 {
         self.expires_at
+    }
+    /// The time rules (`exp`, `nbf`, `iat`, each with [`LEEWAY_SECONDS`]) at `now`: what a token
+    /// verified earlier must still pass when it is presented again.
+    pub fn check_times(&self, now: i64) -> Result<(), TokenError> {
+        check_times(self.expires_at, self.not_before, self.issued_at, now)
     }
 }
 
@@ -451,7 +466,7 @@ impl<'t, 'k> SignedToken<'t, 'k> {
             .validator::<AccessClaims>(&proof)
             .validate(&self.untrusted)
             .map_err(validation_error)?;
-        check_claims(token.claims(), expected, now)
+        check_claims(token.claims(), self.kid(), expected, now)
     }
 }
 
@@ -474,23 +489,19 @@ fn validation_error(error: ValidationError) -> TokenError {
 /// The claim rules, after the signature.
 fn check_claims(
     claims: &Claims<AccessClaims>,
+    key_id: &str,
     expected: &Expected<'_>,
     now: i64,
 ) -> Result<VerifiedAccess, TokenError> {
     let expiration = claims.expiration.ok_or(TokenError::MissingClaim("exp"))?;
     let issued_at = claims.issued_at.ok_or(TokenError::MissingClaim("iat"))?;
     let not_before = claims.not_before.ok_or(TokenError::MissingClaim("nbf"))?;
-    // Compared as unix seconds: jwt-compact's `validate_maturity` computes `nbf - leeway` with
-    // chrono, which panics for an `nbf` within the leeway of chrono's earliest date.
-    if expiration.timestamp() < now.saturating_sub(LEEWAY_SECONDS) {
-        return Err(TokenError::Expired);
-    }
-    if not_before.timestamp() > now.saturating_add(LEEWAY_SECONDS) {
-        return Err(TokenError::NotYetValid);
-    }
-    if issued_at.timestamp() > now.saturating_add(LEEWAY_SECONDS) {
-        return Err(TokenError::IssuedInFuture);
-    }
+    check_times(
+        expiration.timestamp(),
+        not_before.timestamp(),
+        issued_at.timestamp(),
+        now,
+    )?;
     if claims.custom.iss != expected.issuer {
         return Err(TokenError::WrongIssuer);
     }
@@ -499,9 +510,32 @@ fn check_claims(
     }
     Ok(VerifiedAccess {
         claims: claims.custom.clone(),
+        key_id: key_id.to_owned(),
         issued_at: issued_at.timestamp(),
+        not_before: not_before.timestamp(),
         expires_at: expiration.timestamp(),
     })
+}
+
+/// `exp`, `nbf` and `iat` (unix seconds) at `now`, each with [`LEEWAY_SECONDS`]. Compared as unix
+/// seconds: jwt-compact's `validate_maturity` computes `nbf - leeway` with chrono, which panics for
+/// an `nbf` within the leeway of chrono's earliest date.
+fn check_times(
+    expiration: i64,
+    not_before: i64,
+    issued_at: i64,
+    now: i64,
+) -> Result<(), TokenError> {
+    if expiration < now.saturating_sub(LEEWAY_SECONDS) {
+        return Err(TokenError::Expired);
+    }
+    if not_before > now.saturating_add(LEEWAY_SECONDS) {
+        return Err(TokenError::NotYetValid);
+    }
+    if issued_at > now.saturating_add(LEEWAY_SECONDS) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 /// Evidence that a signature check said yes for one signing input and signature. Private: only

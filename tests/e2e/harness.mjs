@@ -409,6 +409,7 @@ export async function startServer({ vars = {}, name, registryPath, testScheduled
   return {
     url,
     port,
+    inspectorPort,
     pid,
     stateDir,
     logFile,
