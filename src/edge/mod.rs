@@ -11,11 +11,14 @@ mod kv;
 mod mail;
 mod rate_limit;
 pub mod webcrypto;
+mod wire;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use worker::{event, Context, Env, Headers, Request, Response, ScheduledEvent};
+#[cfg(feature = "bench")]
+use worker::Request;
+use worker::{event, Context, Env, ScheduledEvent};
 
 use crate::app::App;
 use crate::config::Config;
@@ -24,9 +27,7 @@ use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
 
-use crate::http::{
-    check_header_sizes, split_url, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES,
-};
+use crate::http::{check_header_sizes, HttpRequest, HttpResponse, Method, MAX_BODY_BYTES};
 use crate::mail::Outbox;
 use crate::store::{BackendError, Clock, Random};
 use crate::tokens::KeyCache;
@@ -80,18 +81,23 @@ impl log::Log for ConsoleLogger {
 static LOGGER: ConsoleLogger = ConsoleLogger;
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(
+    request: web_sys::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<web_sys::Response> {
     // Ignoring the error is right: it only says a logger is already installed in this isolate.
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
     #[cfg(feature = "bench")]
-    if request.path().starts_with("/__bench/") {
-        return bench::handle(&request).await;
+    if crate::http::split_url(&request.url()).is_some_and(|(path, _)| path.starts_with("/__bench/"))
+    {
+        return bench::handle(&Request::from(request)).await.map(Into::into);
     }
-    let response = match handle(request, &env, &ctx).await {
+    let response = match handle(&request, &env, &ctx).await {
         Ok(response) => response,
         Err(error) => error.to_response(),
     };
-    to_worker_response(response)
+    wire::to_js_response(&response)
 }
 
 /// The [`App`] over this Worker's configuration, D1, KV, clock and randomness (fetch and scheduled
@@ -131,13 +137,17 @@ fn isolate_config(env: &Env) -> Result<Config, String> {
     Ok(config)
 }
 
-async fn handle(request: Request, env: &Env, ctx: &Context) -> Result<HttpResponse, ApiError> {
-    let mut http_request = request_head(&request)?;
+async fn handle(
+    request: &web_sys::Request,
+    env: &Env,
+    ctx: &Context,
+) -> Result<HttpResponse, ApiError> {
+    let mut http_request = wire::request_head(request)?;
     let app = build_app(env).map_err(|detail| ApiError::Unavailable { detail })?;
 
     // A refusal here (absurd headers, a body over 64 KiB) gets the headers of any other answer,
     // CORS included, so a page of an allowed origin can read why.
-    if let Err(error) = read_body_within_limits(&request, &mut http_request).await {
+    if let Err(error) = read_body_within_limits(request, &mut http_request).await {
         return Ok(app.finish(&http_request, Err(error)));
     }
     let response = app.handle(&http_request).await;
@@ -204,29 +214,10 @@ mod scheduled_export {
     }
 }
 
-/// The request without its body: method, path, query and headers (names lower-cased).
-fn request_head(request: &Request) -> Result<HttpRequest, ApiError> {
-    // The runtime's serialised URL, split without the `url` crate (see `http::split_url`).
-    let url = request.inner().url();
-    let (path, query) =
-        split_url(&url).ok_or_else(|| ApiError::invalid(None, "bad request URL"))?;
-    Ok(HttpRequest {
-        method: Method::parse(request.method().as_ref()),
-        path: path.to_owned(),
-        query: query.map(str::to_owned),
-        headers: request
-            .headers()
-            .entries()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value))
-            .collect(),
-        body: Vec::new(),
-    })
-}
-
 /// Checks the header sizes, then reads the body into `head` (not for `GET`/`HEAD`), refusing one
 /// that declares or turns out to be over [`MAX_BODY_BYTES`].
 async fn read_body_within_limits(
-    request: &Request,
+    request: &web_sys::Request,
     head: &mut HttpRequest,
 ) -> Result<(), ApiError> {
     check_header_sizes(&head.headers)?;
@@ -248,12 +239,15 @@ async fn read_body_within_limits(
 
 /// Reads a body whose length the client declared (at most [`MAX_BODY_BYTES`]; HTTP framing holds
 /// it to that length) in one `arrayBuffer()`: one promise instead of a reader and a read per chunk.
-async fn read_declared_body(request: &Request, declared: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_declared_body(
+    request: &web_sys::Request,
+    declared: usize,
+) -> Result<Vec<u8>, ApiError> {
     let unreadable = |_| ApiError::invalid(None, "could not read the request body");
     if declared == 0 {
         return Ok(Vec::new());
     }
-    let buffer = JsFuture::from(request.inner().array_buffer().map_err(unreadable)?)
+    let buffer = JsFuture::from(request.array_buffer().map_err(unreadable)?)
         .await
         .map_err(unreadable)?;
     let bytes = js_sys::Uint8Array::new(&buffer);
@@ -267,9 +261,9 @@ async fn read_declared_body(request: &Request, declared: usize) -> Result<Vec<u8
 /// `Content-Length` (chunked) or with a false one is never buffered beyond the limit. The rest is
 /// read and dropped (not cancelled), so the client gets its `413` as an answer rather than a reset
 /// connection; the platform bounds how long a body can be.
-async fn read_body(request: &Request) -> Result<Vec<u8>, ApiError> {
+async fn read_body(request: &web_sys::Request) -> Result<Vec<u8>, ApiError> {
     let unreadable = |_| ApiError::invalid(None, "could not read the request body");
-    let Some(stream) = request.inner().body() else {
+    let Some(stream) = request.body() else {
         return Ok(Vec::new());
     };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
@@ -303,18 +297,4 @@ async fn read_body(request: &Request) -> Result<Vec<u8>, ApiError> {
         }
         body.extend_from_slice(&bytes.to_vec());
     }
-}
-
-fn to_worker_response(response: HttpResponse) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in &response.headers {
-        headers.append(name, value)?;
-    }
-    // A 204 must have a null body, not an empty one: the Response constructor refuses the latter.
-    let base = if response.body.is_empty() {
-        Response::empty()?
-    } else {
-        Response::from_bytes(response.body)?
-    };
-    Ok(base.with_status(response.status).with_headers(headers))
 }
