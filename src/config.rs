@@ -39,6 +39,9 @@ pub struct Config {
     pub signing_key_rotation_seconds: i64,
     /// Audit events older than this many days are deleted by scheduled upkeep.
     pub audit_retention_days: i64,
+    /// How long an isolate may answer from its own earlier read of a revocation flag, seconds
+    /// (0: read KV on every check). See [`crate::flag_cache`].
+    pub flag_cache_seconds: i64,
     /// Where mail is posted; `None` writes mail to the log (local development).
     pub mail_endpoint: Option<String>,
     /// Sender address of mail.
@@ -169,6 +172,7 @@ impl Config {
                 315_360_000,
             )?,
             audit_retention_days: number(&get, "AUDIT_RETENTION_DAYS", 365, 1, 36_500)?,
+            flag_cache_seconds: number(&get, "FLAG_CACHE_SECONDS", 10, 0, 60)?,
             mail_endpoint: get("MAIL_ENDPOINT"),
             mail_from: get("MAIL_FROM").unwrap_or_else(|| "edgeauth <no-reply@localhost>".into()),
             signing_secret: Secret::new(signing_secret.into_bytes()),

@@ -26,6 +26,8 @@ pub mod crypto;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod flag_cache;
+#[cfg(feature = "server")]
 pub mod flags;
 #[cfg(feature = "server")]
 pub mod handlers;

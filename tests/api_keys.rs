@@ -76,6 +76,7 @@ fn a_key_is_shown_once_listed_without_its_secret_and_revoked_everywhere() {
     assert!(!is_active(&app, &key));
     assert!(app
         .flags
+        .inner()
         .values
         .borrow()
         .contains_key(&format!("revoked:api_key:{key_id}")));

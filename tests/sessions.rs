@@ -245,7 +245,7 @@ fn logout_revokes_the_session_and_flags_its_access_token() {
         session_row(&app, sid).text("revoked_reason").unwrap(),
         "logout"
     );
-    let flags = app.flags.values.borrow();
+    let flags = app.flags.inner().values.borrow();
     let (reason, ttl) = flags
         .get(&format!("revoked:session:{sid}"))
         .expect("KV flag written");
@@ -304,9 +304,9 @@ fn a_flag_store_failure_makes_verification_fail_closed() {
     let (app, _clock) = app(&[]);
     bootstrap(&app);
     let access = text(&login_token_mode(&app), "access_token");
-    app.flags.fail.set(true);
+    app.flags.inner().fail.set(true);
     let response = send(&app, post("/v1/verify", json!({ "token": access })));
-    app.flags.fail.set(false);
+    app.flags.inner().fail.set(false);
     assert_eq!(
         response.status, 503,
         "unknown revocation state is not an active token"

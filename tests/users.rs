@@ -936,6 +936,7 @@ fn disabling_a_user_shuts_every_door_and_enabling_reopens_them() {
     assert_eq!(reasons[0].text("revoked_reason").unwrap(), "user_disabled");
     assert!(app
         .flags
+        .inner()
         .values
         .borrow()
         .contains_key(&format!("revoked:user:{id}")));
@@ -1045,6 +1046,7 @@ fn deleting_a_user_ends_their_sessions_keys_and_memberships_at_once() {
     assert!(!is_active(&app, &access));
     assert!(app
         .flags
+        .inner()
         .values
         .borrow()
         .contains_key(&format!("revoked:user:{id}")));

@@ -23,6 +23,7 @@ use worker::{event, Context, Env, ScheduledEvent};
 use crate::app::App;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::flag_cache::{CachedFlags, FlagCache};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
@@ -35,6 +36,8 @@ use crate::tokens::KeyCache;
 thread_local! {
     /// The signing keys this isolate keeps between its requests (see [`KeyCache`]).
     static KEY_CACHE: Rc<KeyCache> = Rc::default();
+    /// The revocation-flag reads this isolate keeps between its requests (see [`FlagCache`]).
+    static FLAG_CACHE: Rc<FlagCache> = Rc::default();
     /// See [`isolate_config`].
     static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
 }
@@ -100,17 +103,23 @@ async fn fetch(
     wire::to_js_response(&response)
 }
 
-/// The [`App`] over this Worker's configuration, D1, KV, clock and randomness (fetch and scheduled
-/// alike). The error is for the log only.
-fn build_app(env: &Env) -> Result<App<d1::D1, kv::Kv>, String> {
+/// The [`App`] over this Worker's configuration, D1, KV (read through this isolate's
+/// [`FlagCache`]), clock and randomness (fetch and scheduled alike). The error is for the log only.
+fn build_app(env: &Env) -> Result<App<d1::D1, CachedFlags<kv::Kv>>, String> {
     let config = isolate_config(env)?;
     let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
     let kv = env
         .kv("REVOKED")
         .map_err(|e| format!("KV binding REVOKED: {e}"))?;
+    let flags = CachedFlags::new(
+        kv::Kv(kv),
+        FLAG_CACHE.with(Rc::clone),
+        Box::new(JsClock),
+        config.flag_cache_seconds,
+    );
     Ok(App {
         db: d1::D1(db),
-        flags: kv::Kv(kv),
+        flags,
         clock: Box::new(JsClock),
         random: Box::new(JsRandom),
         config,

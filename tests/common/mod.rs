@@ -1,5 +1,6 @@
-//! Host test support: real SQLite running the real migrations, an in-memory flag store, a fixed
-//! clock, and an `App` wired from them. Both stores can be told to fail.
+//! Host test support: real SQLite running the real migrations, an in-memory flag store (read
+//! through the flag cache, as on the edge), a fixed clock, and an `App` wired from them. Both
+//! stores can be told to fail.
 #![allow(dead_code)]
 
 use std::cell::{Cell, RefCell};
@@ -11,6 +12,7 @@ use std::task::{Context, Poll};
 
 use edgeauth::app::App;
 use edgeauth::config::Config;
+use edgeauth::flag_cache::{CachedFlags, FlagCache};
 use edgeauth::http::{HttpRequest, HttpResponse, Method};
 use edgeauth::rate_limits::MemoryIpLimiter;
 use edgeauth::signatures::PureEd25519;
@@ -179,14 +181,24 @@ impl Future for YieldOnce {
 pub struct MemoryFlags {
     pub values: RefCell<HashMap<String, (String, u64)>>,
     pub fail: Cell<bool>,
+    /// How many reads reached this store (failed ones included).
+    pub reads: Cell<u64>,
+    /// When set, a read takes its value at once but yields to the executor once before answering,
+    /// like a KV read whose answer is still on its way while other requests run.
+    pub interleave: Cell<bool>,
 }
 
 impl FlagStore for MemoryFlags {
     async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
+        self.reads.set(self.reads.get() + 1);
         if self.fail.get() {
             return Err(BackendError::Flags("injected failure".into()));
         }
-        Ok(self.values.borrow().get(key).map(|(v, _)| v.clone()))
+        let value = self.values.borrow().get(key).map(|(v, _)| v.clone());
+        if self.interleave.get() {
+            YieldOnce(false).await;
+        }
+        Ok(value)
     }
 
     async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), BackendError> {
@@ -228,7 +240,19 @@ impl Random for OsRandom {
     }
 }
 
-pub type TestApp = App<Sqlite, MemoryFlags>;
+/// The app as the edge builds it: flags read through a per-app [`FlagCache`] over [`MemoryFlags`]
+/// (`app.flags.inner()` is the store itself, as another isolate would see it).
+pub type TestApp = App<Sqlite, CachedFlags<MemoryFlags>>;
+
+/// [`MemoryFlags`] behind a fresh cache of `ttl_seconds`, timed by `clock`.
+pub fn cached_flags(clock: &TestClock, ttl_seconds: i64) -> CachedFlags<MemoryFlags> {
+    CachedFlags::new(
+        MemoryFlags::default(),
+        Rc::new(FlagCache::default()),
+        Box::new(clock.clone()),
+        ttl_seconds,
+    )
+}
 
 /// Test configuration; `overrides` replace the defaults. PBKDF2 runs at the crate's minimum of
 /// 1000 iterations so tests stay fast; the iteration count itself is tested separately.
@@ -246,12 +270,13 @@ pub fn config(overrides: &[(&str, &str)]) -> Config {
 /// A fresh app over fresh SQLite at time [`T0`].
 pub fn app(overrides: &[(&str, &str)]) -> (TestApp, TestClock) {
     let clock = TestClock(Rc::new(Cell::new(T0)));
+    let config = config(overrides);
     let app = App {
         db: Sqlite::migrated(),
-        flags: MemoryFlags::default(),
+        flags: cached_flags(&clock, config.flag_cache_seconds),
         clock: Box::new(clock.clone()),
         random: Box::new(OsRandom),
-        config: config(overrides),
+        config,
         outbox: Default::default(),
         ip_limiter: Box::new(MemoryIpLimiter::default()),
         ed25519: Box::new(PureEd25519),

@@ -351,6 +351,19 @@ describe('sessions', () => {
       assertAuthFailure(await refreshToken(srv, s.refresh));
     });
 
+    it('the flag cache (FLAG_CACHE_SECONDS, default 10): a token verified just before logout is inactive on the first check after it', async () => {
+      // wrangler dev runs one isolate: these verifications leave the token's flags (absent) in its
+      // cache, and the logout (by refresh token, so it reads no access-token flag itself) must
+      // replace them at once, not after 10 s.
+      const s = await loginToken(srv);
+      await assertActive(srv, s.access, 'before logout');
+      await assertActive(srv, s.access, 'before logout, from the cache');
+      const res = await request(srv, 'POST', '/v1/auth/logout', { json: { refresh_token: s.refresh } });
+      assertStatus(res, 204);
+      await assertInactive(srv, s.access, 'first check after logout');
+      assertAuthFailure(await request(srv, 'GET', '/v1/me', { bearer: s.access }));
+    });
+
     it('logout-all: 204 and every session of the user is revoked', async () => {
       const a = await loginToken(srv);
       const b = await loginToken(srv);
