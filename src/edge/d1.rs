@@ -2,14 +2,40 @@
 //! doubles, below 2^53 by schema convention), rows come back as JS objects whose numbers are doubles,
 //! and `batch` is D1's only atomic multi-statement unit (there are no interactive transactions).
 
+use std::cell::OnceCell;
+
 use serde_json::Value;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement};
+use worker::{D1Database, D1PreparedStatement, Env};
 
 use crate::store::{BackendError, Database, Row, SqlValue, Statement};
 
-/// The D1 binding.
-pub struct D1(pub D1Database);
+/// The D1 binding `DB`, looked up in the Worker's environment at its first use in a request: an
+/// answer that needs no SQL (a token verified from the isolate's caches) skips the lookup.
+pub struct D1 {
+    env: Env,
+    binding: OnceCell<D1Database>,
+}
+
+impl D1 {
+    pub fn new(env: Env) -> Self {
+        D1 {
+            env,
+            binding: OnceCell::new(),
+        }
+    }
+
+    fn db(&self) -> Result<&D1Database, BackendError> {
+        if let Some(db) = self.binding.get() {
+            return Ok(db);
+        }
+        let db = self
+            .env
+            .d1("DB")
+            .map_err(|e| BackendError::Database(format!("D1 binding DB: {e}")))?;
+        Ok(self.binding.get_or_init(|| db))
+    }
+}
 
 fn db_error(context: &str, err: &worker::Error) -> BackendError {
     BackendError::Database(format!("{context}: {err}"))
@@ -42,7 +68,7 @@ fn from_json(value: Value) -> SqlValue {
 impl D1 {
     fn prepare(&self, statement: &Statement) -> Result<D1PreparedStatement, BackendError> {
         let params: Vec<JsValue> = statement.params.iter().map(to_js).collect();
-        self.0
+        self.db()?
             .prepare(statement.sql)
             .bind(&params)
             .map_err(|e| db_error("bind", &e))
@@ -79,7 +105,7 @@ impl Database for D1 {
             .map(|s| self.prepare(s))
             .collect::<Result<Vec<_>, _>>()?;
         let results = self
-            .0
+            .db()?
             .batch(prepared)
             .await
             .map_err(|e| db_error("batch", &e))?;

@@ -107,18 +107,14 @@ async fn fetch(
 /// [`FlagCache`]), clock and randomness (fetch and scheduled alike). The error is for the log only.
 fn build_app(env: &Env) -> Result<App<d1::D1, CachedFlags<kv::Kv>>, String> {
     let config = isolate_config(env)?;
-    let db = env.d1("DB").map_err(|e| format!("D1 binding DB: {e}"))?;
-    let kv = env
-        .kv("REVOKED")
-        .map_err(|e| format!("KV binding REVOKED: {e}"))?;
     let flags = CachedFlags::new(
-        kv::Kv(kv),
+        kv::Kv::new(env.clone()),
         FLAG_CACHE.with(Rc::clone),
         Box::new(JsClock),
         config.flag_cache_seconds,
     );
     Ok(App {
-        db: d1::D1(db),
+        db: d1::D1::new(env.clone()),
         flags,
         clock: Box::new(JsClock),
         random: Box::new(JsRandom),
