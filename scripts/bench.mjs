@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import { nextClientIp } from '../tests/e2e/client.mjs';
-import { REPO_ROOT, startConsumer, startServer } from '../tests/e2e/harness.mjs';
+import { REPO_ROOT, startConsumer, startServer, startWorker } from '../tests/e2e/harness.mjs';
 
 const DURATION_MS = Number(process.env.DURATION ?? 8) * 1000;
 const RUNS = Number(process.env.RUNS ?? 7);
@@ -52,7 +52,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 /** One request over a keep-alive connection; resolves to { status, body (text), ms }. */
 function send(url, { method = 'GET', json, bearer } = {}) {
   return new Promise((resolve, reject) => {
-    const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
+    const body = json === undefined ? undefined : Buffer.isBuffer(json) ? json : Buffer.from(JSON.stringify(json));
     const headers = { 'cf-connecting-ip': nextClientIp() };
     if (body) {
       headers['content-type'] = 'application/json';
@@ -183,6 +183,13 @@ async function overLoopback() {
 
   const srv = await startServer({ name: 'bench-load' });
   const consumer = await startConsumer('js', srv);
+  // The same request and answer as POST /v1/verify, verified by jose (scripts/bench-jose).
+  const joseVerify = await startWorker({
+    config: 'scripts/bench-jose/wrangler.toml',
+    name: 'bench-jose',
+    registryPath: srv.registryPath,
+    vars: { EDGEAUTH_ISSUER: srv.vars.ISSUER ?? srv.url, EDGEAUTH_AUDIENCE: srv.vars.AUDIENCE ?? srv.url },
+  });
   try {
     const boot = await send(`${srv.url}/v1/bootstrap`, { method: 'POST', json: { token: srv.bootstrapToken, ...ADMIN } });
     if (boot.status !== 201) throw new Error(`bootstrap -> ${boot.status} ${boot.body}`);
@@ -211,10 +218,19 @@ async function overLoopback() {
     const edgeCpu = () => workerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
     const consumerWorkerd = workerdPids(consumer.pid);
     const consumerCpu = () => consumerWorkerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    const joseWorkerd = workerdPids(joseVerify.pid);
+    const joseCpu = () => joseWorkerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    // Request bodies serialised once: the load generator shares the cores with workerd.
+    const verifyAccess = Buffer.from(JSON.stringify({ token: access }));
 
     const endpoints = [
       ['GET /health (floor)', () => send(`${srv.url}/health`), {}],
-      ['POST /v1/verify, access token', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: { token: access } }), {}],
+      ['POST /v1/verify, access token', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: verifyAccess }), { active: true }],
+      [
+        'jose Worker, POST /v1/verify (same request and answer)',
+        () => send(`${joseVerify.url}/v1/verify`, { method: 'POST', json: verifyAccess }),
+        { cpuOf: joseCpu, active: true },
+      ],
       ['POST /v1/verify, API key', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: { token: apiKey } }), {}],
       ['POST /v1/authorize', () => send(`${srv.url}/v1/authorize`, { method: 'POST', bearer: access, json: { capability: 'docs:read', workspace: workspace.id } }), {}],
       [
@@ -231,18 +247,21 @@ async function overLoopback() {
         (worker) => send(`${srv.url}/v1/auth/login`, { method: 'POST', json: { email: loginUsers[worker], password: ADMIN.password, session: 'token' } }),
         { count: { 1: 12, 16: 32 } },
       ],
-      ['jose Worker, GET /offline (same token, same JWKS)', () => send(`${consumer.url}/offline`, { bearer: access }), { consumer: true }],
+      ['jose Worker, GET /offline (Bearer header; examples/consumer-js)', () => send(`${consumer.url}/offline`, { bearer: access }), { cpuOf: consumerCpu }],
     ];
 
     const rows = [];
     for (const [name, makeRequest, opts] of endpoints.filter(([name]) => !ROWS || ROWS.test(name))) {
-      // Warm-up, not counted.
-      for (let i = 0; i < 3; i++) await makeRequest(0);
+      // Warm-up, not counted; a verification row must be verifying (not answering "inactive").
+      for (let i = 0; i < 3; i++) {
+        const res = await makeRequest(0);
+        if (opts.active && JSON.parse(res.body).active !== true) throw new Error(`${name}: ${res.status} ${res.body}`);
+      }
       const results = {};
       for (const c of CONCURRENCY) {
         results[c] = await load(name, c, makeRequest, {
           count: opts.count?.[c],
-          cpuOf: c === 1 ? (opts.consumer ? consumerCpu : edgeCpu) : undefined,
+          cpuOf: c === 1 ? (opts.cpuOf ?? edgeCpu) : undefined,
         });
       }
       rows.push([name, results]);
@@ -250,6 +269,7 @@ async function overLoopback() {
     }
     return { size, rows };
   } finally {
+    await joseVerify.stop();
     await consumer.stop();
     await srv.stop();
   }
