@@ -5,9 +5,6 @@
 mod common;
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use common::*;
 use edgeauth::config::ConfigError;
@@ -284,22 +281,6 @@ impl FlagStore for Overlap {
 
     async fn put(&self, _: &str, _: &str, _: u64) -> Result<(), BackendError> {
         unreachable!("not written here")
-    }
-}
-
-#[derive(Default)]
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
     }
 }
 

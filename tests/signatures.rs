@@ -13,7 +13,7 @@ use common::*;
 use ed25519_compact::{KeyPair, PublicKey, Seed};
 use edgeauth::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, Secret};
 use edgeauth::http::{HttpRequest, Method};
-use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519, SIGNATURE_BYTES};
+use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519};
 use edgeauth::store::BackendError;
 use edgeauth::tokens::{verify_access_token, KeyCache, TokenError, KEY_CACHE_SECONDS};
 use serde_json::{json, Value};
@@ -81,51 +81,6 @@ fn the_host_backend_refuses_to_sign_with_a_seed_that_is_not_the_keys() {
     assert!(block_on(PureEd25519.sign(&mislabelled, b"m")).is_err());
     let right = PrivateKey::new("k".into(), public, Secret::new(hex(seed)));
     assert!(block_on(PureEd25519.sign(&right, b"m")).is_ok());
-}
-
-/// What a backend answers to `verify` (signing and derivation stay the real pure-Rust ones).
-#[derive(Clone, Copy)]
-enum Verdict {
-    Real,
-    Refuse,
-    Fail,
-}
-
-/// The host backend with `verify` overridden, counting the checks it is asked for.
-struct Scripted {
-    verdict: Verdict,
-    checks: Rc<Cell<u32>>,
-}
-
-impl Ed25519Backend for Scripted {
-    async fn public_key(&self, seed: &Secret) -> Result<PublicKey, BackendError> {
-        PureEd25519.public_key(seed).await
-    }
-    async fn sign(
-        &self,
-        key: &PrivateKey,
-        message: &[u8],
-    ) -> Result<[u8; SIGNATURE_BYTES], BackendError> {
-        PureEd25519.sign(key, message).await
-    }
-    async fn verify(
-        &self,
-        kid: &str,
-        public_key: &PublicKey,
-        message: &[u8],
-        signature: &[u8; SIGNATURE_BYTES],
-    ) -> Result<bool, BackendError> {
-        self.checks.set(self.checks.get() + 1);
-        match self.verdict {
-            Verdict::Real => {
-                PureEd25519
-                    .verify(kid, public_key, message, signature)
-                    .await
-            }
-            Verdict::Refuse => Ok(false),
-            Verdict::Fail => Err(BackendError::Decode("WebCrypto is gone".into())),
-        }
-    }
 }
 
 /// An app whose backend says `verdict`, a token it issued, and the check counter.

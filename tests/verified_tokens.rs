@@ -8,56 +8,23 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use common::*;
-use ed25519_compact::PublicKey;
-use edgeauth::crypto::{b64url, b64url_decode, Secret};
-use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519, SIGNATURE_BYTES};
-use edgeauth::store::BackendError;
+use edgeauth::crypto::{b64url, b64url_decode};
 use edgeauth::tokens::{
     verify_access_token_cached, AccessClaims, TokenError, LEEWAY_SECONDS, MAX_VERIFIED_TOKENS,
 };
 use serde_json::json;
 
-/// The real host backend, counting signature checks; `accept: false` refuses every signature.
-struct Counting {
-    checks: Rc<Cell<u32>>,
-    accept: bool,
-}
-
-impl Ed25519Backend for Counting {
-    async fn public_key(&self, seed: &Secret) -> Result<PublicKey, BackendError> {
-        PureEd25519.public_key(seed).await
-    }
-    async fn sign(
-        &self,
-        key: &PrivateKey,
-        message: &[u8],
-    ) -> Result<[u8; SIGNATURE_BYTES], BackendError> {
-        PureEd25519.sign(key, message).await
-    }
-    async fn verify(
-        &self,
-        kid: &str,
-        public_key: &PublicKey,
-        message: &[u8],
-        signature: &[u8; SIGNATURE_BYTES],
-    ) -> Result<bool, BackendError> {
-        self.checks.set(self.checks.get() + 1);
-        if !self.accept {
-            return Ok(false);
-        }
-        PureEd25519
-            .verify(kid, public_key, message, signature)
-            .await
-    }
-}
-
 /// A bootstrapped app with a counting backend, its clock, a fresh login and the check counter.
 fn counted(accept: bool) -> (TestApp, TestClock, serde_json::Value, Rc<Cell<u32>>) {
     let (mut app, clock) = app(&[]);
     let checks = Rc::new(Cell::new(0));
-    app.ed25519 = Box::new(Counting {
+    app.ed25519 = Box::new(Scripted {
+        verdict: if accept {
+            Verdict::Real
+        } else {
+            Verdict::Refuse
+        },
         checks: Rc::clone(&checks),
-        accept,
     });
     bootstrap(&app);
     let login = login_token_mode(&app);

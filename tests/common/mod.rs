@@ -10,12 +10,14 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use ed25519_compact::PublicKey;
 use edgeauth::app::App;
 use edgeauth::config::Config;
+use edgeauth::crypto::Secret;
 use edgeauth::flag_cache::{CachedFlags, FlagCache};
 use edgeauth::http::{HttpRequest, HttpResponse, Method};
 use edgeauth::rate_limits::MemoryIpLimiter;
-use edgeauth::signatures::PureEd25519;
+use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519, SIGNATURE_BYTES};
 use edgeauth::store::{BackendError, Clock, Database, FlagStore, Random, Row, SqlValue, Statement};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::Connection;
@@ -161,7 +163,8 @@ impl Database for Sqlite {
 }
 
 /// Yields to the executor once.
-struct YieldOnce(bool);
+#[derive(Default)]
+pub struct YieldOnce(bool);
 
 impl Future for YieldOnce {
     type Output = ();
@@ -442,4 +445,50 @@ pub fn access_token_for(
 /// A request with a Bearer credential.
 pub fn with_bearer(request: HttpRequest, credential: &str) -> HttpRequest {
     request.header("authorization", &format!("Bearer {credential}"))
+}
+
+/// What a [`Scripted`] backend answers to `verify` (signing and derivation stay the real pure-Rust
+/// ones).
+#[derive(Clone, Copy)]
+pub enum Verdict {
+    Real,
+    Refuse,
+    Fail,
+}
+
+/// The host backend with `verify` overridden, counting the checks it is asked for.
+pub struct Scripted {
+    pub verdict: Verdict,
+    pub checks: Rc<Cell<u32>>,
+}
+
+impl Ed25519Backend for Scripted {
+    async fn public_key(&self, seed: &Secret) -> Result<PublicKey, BackendError> {
+        PureEd25519.public_key(seed).await
+    }
+    async fn sign(
+        &self,
+        key: &PrivateKey,
+        message: &[u8],
+    ) -> Result<[u8; SIGNATURE_BYTES], BackendError> {
+        PureEd25519.sign(key, message).await
+    }
+    async fn verify(
+        &self,
+        kid: &str,
+        public_key: &PublicKey,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_BYTES],
+    ) -> Result<bool, BackendError> {
+        self.checks.set(self.checks.get() + 1);
+        match self.verdict {
+            Verdict::Real => {
+                PureEd25519
+                    .verify(kid, public_key, message, signature)
+                    .await
+            }
+            Verdict::Refuse => Ok(false),
+            Verdict::Fail => Err(BackendError::Decode("WebCrypto is gone".into())),
+        }
+    }
 }
