@@ -15,7 +15,7 @@ use edgeauth::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, Secret};
 use edgeauth::http::{HttpRequest, Method};
 use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519};
 use edgeauth::store::BackendError;
-use edgeauth::tokens::{verify_access_token, KeyCache, TokenError, KEY_CACHE_SECONDS};
+use edgeauth::tokens::{KeyCache, TokenError, KEY_CACHE_SECONDS};
 use serde_json::{json, Value};
 
 fn hex(text: &str) -> Vec<u8> {
@@ -105,14 +105,7 @@ fn no_verified_token_exists_unless_the_backend_said_the_signature_is_good() {
 
     let (app, token, checks) = scripted(Verdict::Refuse);
     let ring = block_on(app.key_ring()).unwrap();
-    let outcome = block_on(verify_access_token(
-        &token,
-        &ring,
-        &app.config,
-        T0,
-        app.ed25519.as_ref(),
-    ))
-    .unwrap();
+    let outcome = verify_token(&app, &ring, &token, T0).unwrap();
     assert_eq!(outcome, Err(TokenError::BadSignature));
     assert!(!is_active(&app, &token), "/v1/verify");
     let me = send(
@@ -130,13 +123,7 @@ fn no_verified_token_exists_unless_the_backend_said_the_signature_is_good() {
 fn a_backend_that_cannot_check_is_a_503_never_an_acceptance() {
     let (app, token, _checks) = scripted(Verdict::Fail);
     let ring = block_on(app.key_ring()).unwrap();
-    let outcome = block_on(verify_access_token(
-        &token,
-        &ring,
-        &app.config,
-        T0,
-        app.ed25519.as_ref(),
-    ));
+    let outcome = verify_token(&app, &ring, &token, T0);
     assert!(
         matches!(outcome, Err(BackendError::Decode(_))),
         "{outcome:?}"

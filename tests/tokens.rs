@@ -9,7 +9,7 @@ use ed25519_compact::{KeyPair, Noise, Seed};
 use edgeauth::crypto::{b64url, derive_key, hmac_sha256, Secret};
 use std::rc::Rc;
 
-use edgeauth::tokens::{verify_access_token, AccessClaims, KeyRing, TokenError, MAX_TOKEN_BYTES};
+use edgeauth::tokens::{AccessClaims, KeyRing, TokenError, MAX_TOKEN_BYTES};
 use serde_json::{json, Value};
 
 struct Forge {
@@ -76,15 +76,9 @@ impl Forge {
     }
 
     fn verify_at(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
-        block_on(verify_access_token(
-            token,
-            &self.ring,
-            &self.app.config,
-            now,
-            self.app.ed25519.as_ref(),
-        ))
-        .expect("the backend answers")
-        .map(|v| v.claims().clone())
+        verify_token(&self.app, &self.ring, token, now)
+            .expect("the backend answers")
+            .map(|v| v.claims().clone())
     }
 }
 
@@ -110,15 +104,9 @@ fn tokens_we_sign_verify_and_carry_the_contract_claims() {
         jti: "j".into(),
     };
     let token = block_on(f.ring.sign(&claims, T0, 600, f.app.ed25519.as_ref())).unwrap();
-    let verified = block_on(verify_access_token(
-        &token,
-        &f.ring,
-        &f.app.config,
-        T0 + 1,
-        f.app.ed25519.as_ref(),
-    ))
-    .unwrap()
-    .unwrap();
+    let verified = verify_token(&f.app, &f.ring, &token, T0 + 1)
+        .unwrap()
+        .unwrap();
     assert_eq!(verified.claims(), &claims);
     assert_eq!(verified.expires_at() - verified.issued_at(), 600);
     let header: Value = serde_json::from_slice(

@@ -11,7 +11,7 @@ use common::*;
 use ed25519_compact::{KeyPair, Noise, Seed};
 use edgeauth::crypto::{b64url, b64url_decode, derive_key, hmac_sha256, Secret};
 use edgeauth::http::{HttpRequest, Method};
-use edgeauth::tokens::{verify_access_token, KeyRing};
+use edgeauth::tokens::KeyRing;
 use edgeauth::verifier::{
     unverified_key_id, verify, Expected, Jwks, KeyLookup, TokenError, LEEWAY_SECONDS,
     MAX_TOKEN_BYTES,
@@ -184,15 +184,9 @@ impl Setup {
     /// The verifier's answer, after checking the server's own verification gives the same one.
     fn both(&self, token: &str, now: i64) -> Result<String, TokenError> {
         let ours = verify(token, &self.jwks, &self.expected, now).map(|v| v.claims().sub.clone());
-        let server = block_on(verify_access_token(
-            token,
-            &self.ring,
-            &self.app.config,
-            now,
-            self.app.ed25519.as_ref(),
-        ))
-        .expect("the backend answers")
-        .map(|v| v.claims().sub.clone());
+        let server = verify_token(&self.app, &self.ring, token, now)
+            .expect("the backend answers")
+            .map(|v| v.claims().sub.clone());
         assert_eq!(ours, server, "verifier and server disagree");
         ours
     }

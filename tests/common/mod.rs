@@ -19,6 +19,7 @@ use edgeauth::http::{HttpRequest, HttpResponse, Method};
 use edgeauth::rate_limits::MemoryIpLimiter;
 use edgeauth::signatures::{Ed25519Backend, PrivateKey, PureEd25519, SIGNATURE_BYTES};
 use edgeauth::store::{BackendError, Clock, Database, FlagStore, Random, Row, SqlValue, Statement};
+use edgeauth::tokens::{verify_access_token, KeyRing, TokenError, VerifiedAccess};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -290,6 +291,23 @@ pub fn app(overrides: &[(&str, &str)]) -> (TestApp, TestClock) {
 
 pub fn block_on<F: Future>(future: F) -> F::Output {
     futures::executor::block_on(future)
+}
+
+/// The server's verification of `token` against `ring` at `now`, with `app`'s configuration and
+/// Ed25519 backend (the outer error is the backend's, the inner one the token's refusal).
+pub fn verify_token(
+    app: &TestApp,
+    ring: &KeyRing,
+    token: &str,
+    now: i64,
+) -> Result<Result<VerifiedAccess, TokenError>, BackendError> {
+    block_on(verify_access_token(
+        token,
+        ring,
+        &app.config,
+        now,
+        app.ed25519.as_ref(),
+    ))
 }
 
 /// Sends a request; returns status and JSON body.
