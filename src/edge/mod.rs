@@ -149,7 +149,6 @@ async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     let mut http_request = wire::request_head(request)?;
     let app = build_app(env).map_err(|detail| ApiError::Unavailable { detail })?;
-
     // A refusal here (absurd headers, a body over 64 KiB) gets the headers of any other answer,
     // CORS included, so a page of an allowed origin can read why.
     if let Err(error) = read_body_within_limits(request, &mut http_request).await {
