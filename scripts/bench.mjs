@@ -12,8 +12,11 @@
 //      /proc) over the sequential run, divided by its requests. That counts everything workerd does
 //      for the request, including local D1 and KV (in production those are not billed to the
 //      Worker), so it is an upper bound; the /health row is the floor of an answer that does nothing;
-//   4. the gzip -9 size of the release .wasm.
-// Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7);
+//   4. the gzip -9 size of the release .wasm;
+//   5. /v1/verify against the jose Worker side by side: alternating short slices at c=1 and c=16,
+//      the median slice of each side, their ratio, and in how many slices ours was ahead.
+// Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7),
+// SIDE_BY_SIDE_ROUNDS (slices per side, default 10) and SLICE (seconds per slice, default 2);
 // for a quick look at a few rows: ROWS (a regular expression; only the loopback rows whose name
 // matches run, and the in-worker part is skipped) and NO_BUILD=1 (use the release build in build/).
 import { execFileSync } from 'node:child_process';
@@ -26,6 +29,9 @@ const DURATION_MS = Number(process.env.DURATION ?? 8) * 1000;
 const RUNS = Number(process.env.RUNS ?? 7);
 const ADMIN = { email: 'bench@example.com', password: 'bench admin password 1234', name: 'Bench' };
 const CONCURRENCY = [1, 16];
+// The side-by-side comparison of /v1/verify with the jose Worker: slices per side, and their length.
+const SIDE_BY_SIDE_ROUNDS = Number(process.env.SIDE_BY_SIDE_ROUNDS ?? 10);
+const SLICE_MS = Number(process.env.SLICE ?? 2) * 1000;
 const ROWS = process.env.ROWS ? new RegExp(process.env.ROWS, 'i') : undefined;
 
 // ---- helpers -------------------------------------------------------------------------------------
@@ -112,16 +118,16 @@ function workerdPids(pid) {
 }
 
 /**
- * Runs `makeRequest(worker)` from `concurrency` workers for DURATION_MS (or `count` requests in
- * all); each request must answer `expect`. Returns rps, p50, p99 and, for the sequential run, the
+ * Runs `makeRequest(worker)` from `concurrency` workers for `durationMs` (default DURATION_MS; or
+ * `count` requests in all); each request must answer `expect`. Returns rps, p50, p99 and, for the sequential run, the
  * workerd CPU per request.
  */
-async function load(name, concurrency, makeRequest, { expect = 200, count, cpuOf } = {}) {
+async function load(name, concurrency, makeRequest, { expect = 200, count, cpuOf, durationMs = DURATION_MS } = {}) {
   const latencies = [];
   let failures = 0;
   const cpu0 = cpuOf ? cpuOf() : 0;
   const start = performance.now();
-  const deadline = start + DURATION_MS;
+  const deadline = start + durationMs;
   let issued = 0;
   const more = () => (count === undefined ? performance.now() < deadline : issued < count);
   await Promise.all(
@@ -267,7 +273,29 @@ async function overLoopback() {
       rows.push([name, results]);
       console.error(`    ${name}: ${f(results[1].rps)} / ${f(results[16].rps)} rps`);
     }
-    return { size, rows };
+
+    // Ours against the jose Worker, side by side: the rows above run one after the other, and the
+    // machine's speed drifts between them by more than the difference being measured. Here short
+    // slices alternate (ABBA...), so both see the same conditions; each side's median slice counts.
+    const sideBySide = [];
+    if (!ROWS || ROWS.test('side by side')) {
+      const sides = [
+        ['ours', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: verifyAccess })],
+        ['jose', () => send(`${joseVerify.url}/v1/verify`, { method: 'POST', json: verifyAccess })],
+      ];
+      for (const c of CONCURRENCY) {
+        const slices = { ours: [], jose: [] };
+        for (let round = 0; round < SIDE_BY_SIDE_ROUNDS; round++) {
+          for (const [side, makeRequest] of round % 2 ? [...sides].reverse() : sides) {
+            slices[side].push((await load(`side by side, ${side}`, c, makeRequest, { durationMs: SLICE_MS })).rps);
+          }
+        }
+        const wins = slices.ours.filter((rps, i) => rps > slices.jose[i]).length;
+        sideBySide.push({ c, ours: median(slices.ours), jose: median(slices.jose), wins });
+        console.error(`    side by side, c=${c}: ours ${slices.ours.map((x) => f(x, 0)).join(' ')} / jose ${slices.jose.map((x) => f(x, 0)).join(' ')}`);
+      }
+    }
+    return { size, rows, sideBySide };
   } finally {
     await joseVerify.stop();
     await consumer.stop();
@@ -279,7 +307,7 @@ async function overLoopback() {
 
 async function main() {
   const crypto = ROWS ? { pbkdf2: [], ed25519: [] } : await inWorker();
-  const { size, rows } = await overLoopback();
+  const { size, rows, sideBySide } = await overLoopback();
 
   const cryptoRows = [];
   for (const p of crypto.pbkdf2) {
@@ -309,6 +337,15 @@ async function main() {
       rows.map(([name, r]) => [name, f(r[1].rps), f(r[1].p50), f(r[1].p99), f(r[16].rps), f(r[16].p50), f(r[16].p99), f(r[1].cpuMs, 2)]),
     ),
   );
+  if (sideBySide.length > 0) {
+    console.log('');
+    console.log(
+      table(
+        [`POST /v1/verify (access token), side by side: ${SIDE_BY_SIDE_ROUNDS} alternating ${SLICE_MS / 1000} s slices each`, 'ours req/s', 'jose req/s', 'ours/jose', 'slices ours ahead'],
+        sideBySide.map(({ c, ours, jose, wins }) => [`c=${c}`, f(ours), f(jose), `${(ours / jose).toFixed(3)}x`, `${wins} of ${SIDE_BY_SIDE_ROUNDS}`]),
+      ),
+    );
+  }
   console.log(`\nrelease .wasm: ${size.raw} bytes raw, ${size.gzip} bytes gzip -9 (${(size.gzip / 1024).toFixed(1)} KiB)`);
   console.log('CPU ms/req: workerd process CPU over the c=1 run / requests (includes local D1 and KV; an upper bound).');
 }
