@@ -119,8 +119,8 @@ function workerdPids(pid) {
 
 /**
  * Runs `makeRequest(worker)` from `concurrency` workers for `durationMs` (default DURATION_MS; or
- * `count` requests in all); each request must answer `expect`. Returns rps, p50, p99 and, for the sequential run, the
- * workerd CPU per request.
+ * `count` requests in all); each request must answer `expect`. Returns rps, p50, p99 and, for the
+ * sequential run, the workerd CPU per request.
  */
 async function load(name, concurrency, makeRequest, { expect = 200, count, cpuOf, durationMs = DURATION_MS } = {}) {
   const latencies = [];
