@@ -23,7 +23,7 @@ crate_dir="${EDGEAUTH_CRATE_DIR:-.}"
 cd "$crate_dir"
 crate_label="${EDGEAUTH_CRATE_DIR:-edgeauth}"
 
-OUT_ENTRY="build/worker/shim.mjs"   # wrangler.toml `main`
+OUT_ENTRY="build/worker/shim.mjs"   # worker-build's entry (edgeauth's own, src/edge/entry.mjs, wraps build/index.js)
 OUT_WASM="build/index_bg.wasm"
 
 if [ "${EDGEAUTH_SKIP_BUILD:-0}" = "1" ] && [ -f "$OUT_ENTRY" ] && [ -f "$OUT_WASM" ]; then
