@@ -228,13 +228,16 @@ async function overLoopback() {
     const joseCpu = () => joseWorkerd.reduce((sum, p) => sum + cpuSeconds(p), 0);
     // Request bodies serialised once: the load generator shares the cores with workerd.
     const verifyAccess = Buffer.from(JSON.stringify({ token: access }));
+    // The same request to both: the rows below and the side-by-side comparison after them.
+    const verifyOurs = () => send(`${srv.url}/v1/verify`, { method: 'POST', json: verifyAccess });
+    const verifyJose = () => send(`${joseVerify.url}/v1/verify`, { method: 'POST', json: verifyAccess });
 
     const endpoints = [
       ['GET /health (floor)', () => send(`${srv.url}/health`), {}],
-      ['POST /v1/verify, access token', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: verifyAccess }), { active: true }],
+      ['POST /v1/verify, access token', verifyOurs, { active: true }],
       [
         'jose Worker, POST /v1/verify (same request and answer)',
-        () => send(`${joseVerify.url}/v1/verify`, { method: 'POST', json: verifyAccess }),
+        verifyJose,
         { cpuOf: joseCpu, active: true },
       ],
       ['POST /v1/verify, API key', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: { token: apiKey } }), {}],
@@ -280,8 +283,8 @@ async function overLoopback() {
     const sideBySide = [];
     if (!ROWS || ROWS.test('side by side')) {
       const sides = [
-        ['ours', () => send(`${srv.url}/v1/verify`, { method: 'POST', json: verifyAccess })],
-        ['jose', () => send(`${joseVerify.url}/v1/verify`, { method: 'POST', json: verifyAccess })],
+        ['ours', verifyOurs],
+        ['jose', verifyJose],
       ];
       for (const c of CONCURRENCY) {
         const slices = { ours: [], jose: [] };
