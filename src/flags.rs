@@ -53,6 +53,20 @@ pub async fn revoke_user_tokens<F: FlagStore>(
         .await
 }
 
+/// Lets a re-enabled user's new tokens through: the user flag's cut-off moves to the second before
+/// `now`. Without this, the cut-off a disable wrote is its own second, and a token issued in that
+/// same second after the user was enabled again would be refused for its whole life (token times
+/// are whole seconds). Nothing from before the disable comes back: the disable also revoked every
+/// session the user had, and those sessions' own flags outlive their access tokens.
+pub async fn reinstate_user_tokens<F: FlagStore>(
+    flags: &F,
+    config: &Config,
+    user_id: &str,
+    now: i64,
+) -> Result<(), BackendError> {
+    revoke_user_tokens(flags, config, user_id, now - 1).await
+}
+
 /// Marks an API key revoked.
 pub async fn revoke_api_key<F: FlagStore>(
     flags: &F,

@@ -986,6 +986,64 @@ fn disabling_a_user_shuts_every_door_and_enabling_reopens_them() {
     );
 }
 
+/// Token times are whole seconds and a disable revokes every token issued up to its own second, so
+/// a user enabled again within that second used to get access tokens that were dead on arrival.
+#[test]
+fn a_user_enabled_in_the_second_of_the_disable_gets_working_tokens_and_the_old_ones_stay_dead() {
+    let (app, _clock, auth, _boot) = setup();
+    let id = plain_user(&app, &auth, "same@example.test");
+    let before = text(
+        &logged_in(&app, "same@example.test", USER_PASSWORD),
+        "access_token",
+    );
+    let path = |action: &str| format!("/v1/users/{id}/{action}");
+    // The clock does not move: all of this happens within one second.
+    assert_eq!(
+        call(&app, Method::Post, &path("disable"), &auth, None).status,
+        200
+    );
+    assert_eq!(
+        call(&app, Method::Post, &path("enable"), &auth, None).status,
+        200
+    );
+    let after = text(
+        &logged_in(&app, "same@example.test", USER_PASSWORD),
+        "access_token",
+    );
+    assert!(is_active(&app, &after), "a token issued after the enable");
+    assert!(
+        !is_active(&app, &before),
+        "a token issued before the disable"
+    );
+}
+
+/// Enable moves the user flag before it touches D1: when KV fails, the answer is 503 and the user
+/// is still disabled.
+#[test]
+fn enable_with_the_flag_store_down_is_503_and_the_user_stays_disabled() {
+    let (app, clock, auth, _boot) = setup();
+    let id = plain_user(&app, &auth, "kvdown@example.test");
+    let path = |action: &str| format!("/v1/users/{id}/{action}");
+    assert_eq!(
+        call(&app, Method::Post, &path("disable"), &auth, None).status,
+        200
+    );
+    clock.advance(1);
+    app.flags.inner().fail.set(true);
+    let refused = call(&app, Method::Post, &path("enable"), &auth, None);
+    app.flags.inner().fail.set(false);
+    assert_eq!(refused.status, 503, "{:?}", refused.json_value());
+    let status = app.db.rows(
+        "SELECT status FROM users WHERE id = ?1",
+        &[SqlValue::from(id.as_str())],
+    );
+    assert_eq!(status[0].text("status").unwrap(), "disabled");
+    assert_eq!(
+        login_as(&app, "kvdown@example.test", USER_PASSWORD).status,
+        401
+    );
+}
+
 #[test]
 fn a_pending_user_is_not_activated_by_enable() {
     let (app, _clock, auth, _boot) = setup();

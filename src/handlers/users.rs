@@ -567,6 +567,12 @@ pub(super) async fn enable<D: Database, F: FlagStore>(
         }
         _ => {}
     }
+    // The user flag's cut-off moves to the second before this one first, so that the tokens the user
+    // gets from now on pass it (see `flags::reinstate_user_tokens`). Before the D1 update: if KV
+    // fails, the answer is 503 and the user is still disabled; if D1 then fails, the user is still
+    // disabled, and no token can be issued to a disabled user, so the earlier cut-off lets nothing in.
+    let now = app.clock.now();
+    flags::reinstate_user_tokens(&app.flags, &app.config, id, now).await?;
     let changed = app
         .db
         .execute(stmt!(
@@ -574,7 +580,7 @@ pub(super) async fn enable<D: Database, F: FlagStore>(
              WHERE id = ?1 AND org_id = ?2 AND status = 'disabled'",
             id,
             ORG_ID,
-            app.clock.now()
+            now
         ))
         .await?;
     if changed == 1 {
