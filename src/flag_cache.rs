@@ -15,6 +15,12 @@
 //!   cache); a failed put forgets the entry, so the next check asks the store;
 //! - at most [`MAX_ENTRIES`] entries: a full cache first drops its expired entries, and is cleared
 //!   if that is not enough, so a flood of distinct session ids cannot grow it without bound;
+//! - in the last fifth of an entry's TTL, the first request to need it reads the store again
+//!   while the requests that come meanwhile are still answered from the entry (within its TTL, as
+//!   any hit). Under steady load, then, an entry is renewed before it expires, instead of every
+//!   request in flight at the moment of expiry reading KV at once. (The requests cannot share one
+//!   read: workerd cancels a request that waits on I/O another request started.) If the refresh
+//!   fails, that request is answered from the entry too, and the next one tries again;
 //! - a TTL of 0 turns it off: every read and write goes straight to the store.
 
 use std::cell::{Cell, RefCell};
@@ -35,6 +41,8 @@ struct Entry {
     at_millis: i64,
     /// Order of knowledge: an entry only replaces one with a smaller number.
     seq: u64,
+    /// Whether a request is reading the store to renew this entry (see [`FlagCache::lookup`]).
+    refreshing: bool,
 }
 
 impl Entry {
@@ -77,13 +85,40 @@ impl FlagCache {
         seq
     }
 
-    /// The kept value of `key`, if it is fresh.
-    fn fresh(&self, key: &str, now_millis: i64, ttl_millis: i64) -> Option<Option<String>> {
-        self.entries
-            .borrow()
-            .get(key)
+    /// What is kept for `key` at `now_millis`. An entry at least `refresh_from_millis` old that no
+    /// request is refreshing is handed out as [`Lookup::Refresh`], and marked, so that exactly one
+    /// request refreshes it while the others are answered from it.
+    fn lookup(
+        &self,
+        key: &str,
+        now_millis: i64,
+        ttl_millis: i64,
+        refresh_from_millis: i64,
+    ) -> Lookup {
+        let mut entries = self.entries.borrow_mut();
+        let Some(entry) = entries
+            .get_mut(key)
             .filter(|entry| entry.is_fresh(now_millis, ttl_millis))
-            .map(|entry| entry.value.clone())
+        else {
+            return Lookup::Miss;
+        };
+        if entry.refreshing || now_millis - entry.at_millis < refresh_from_millis {
+            return Lookup::Fresh(entry.value.clone());
+        }
+        entry.refreshing = true;
+        Lookup::Refresh {
+            value: entry.value.clone(),
+            seq: entry.seq,
+        }
+    }
+
+    /// Clears the refresh mark of `key`'s entry if it is still the entry numbered `seq`.
+    fn end_refresh(&self, key: &str, seq: u64) {
+        if let Some(entry) = self.entries.borrow_mut().get_mut(key) {
+            if entry.seq == seq {
+                entry.refreshing = false;
+            }
+        }
     }
 
     /// Keeps `entry` for `key` unless what is kept is newer knowledge (a write that landed while
@@ -107,6 +142,30 @@ impl FlagCache {
 
     fn forget(&self, key: &str) {
         self.entries.borrow_mut().remove(key);
+    }
+}
+
+/// What [`FlagCache::lookup`] found.
+enum Lookup {
+    /// Nothing fresh: read the store.
+    Miss,
+    /// A fresh value to answer with.
+    Fresh(Option<String>),
+    /// A fresh value, which this request is to renew (the entry numbered `seq` is marked).
+    Refresh { value: Option<String>, seq: u64 },
+}
+
+/// Clears a refresh mark when the refreshing request is done with it, however it ends (a Worker
+/// request can be cancelled mid-read): another request may then refresh the entry.
+struct RefreshMark<'a> {
+    cache: &'a FlagCache,
+    key: &'a str,
+    seq: u64,
+}
+
+impl Drop for RefreshMark<'_> {
+    fn drop(&mut self) {
+        self.cache.end_refresh(self.key, self.seq);
     }
 }
 
@@ -143,6 +202,29 @@ impl<F> CachedFlags<F> {
     fn enabled(&self) -> bool {
         self.ttl_millis > 0
     }
+
+    /// The age from which an entry is refreshed: the last fifth of the TTL.
+    fn refresh_from_millis(&self) -> i64 {
+        self.ttl_millis - self.ttl_millis / 5
+    }
+
+    /// Reads `key` from the store and offers the answer to the cache as knowledge from `started`.
+    async fn read_through(&self, key: &str, started: i64) -> Result<Option<String>, BackendError>
+    where
+        F: FlagStore,
+    {
+        let seq = self.cache.ticket();
+        // An error returns here: nothing is kept.
+        let value = self.inner.get(key).await?;
+        let entry = Entry {
+            value: value.clone(),
+            at_millis: started,
+            seq,
+            refreshing: false,
+        };
+        self.cache.offer(key, entry, self.ttl_millis);
+        Ok(value)
+    }
 }
 
 impl<F> fmt::Debug for CachedFlags<F> {
@@ -162,19 +244,24 @@ impl<F: FlagStore> FlagStore for CachedFlags<F> {
         // The time before the read: the entry then ages from the earliest moment its value could
         // describe, so it is never served as fresher than it is.
         let started = self.clock.now_millis();
-        if let Some(value) = self.cache.fresh(key, started, self.ttl_millis) {
-            return Ok(value);
+        match self
+            .cache
+            .lookup(key, started, self.ttl_millis, self.refresh_from_millis())
+        {
+            Lookup::Fresh(value) => Ok(value),
+            // A failed read leaves nothing behind, and the next check reads again.
+            Lookup::Miss => self.read_through(key, started).await,
+            Lookup::Refresh { value, seq } => {
+                let _mark = RefreshMark {
+                    cache: &self.cache,
+                    key,
+                    seq,
+                };
+                // The entry was fresh when this check started, as for any hit; a failed refresh
+                // is answered from it, and the mark's drop lets the next request try again.
+                Ok(self.read_through(key, started).await.unwrap_or(value))
+            }
         }
-        let seq = self.cache.ticket();
-        // An error returns here: nothing is kept, and the next check reads again.
-        let value = self.inner.get(key).await?;
-        let entry = Entry {
-            value: value.clone(),
-            at_millis: started,
-            seq,
-        };
-        self.cache.offer(key, entry, self.ttl_millis);
-        Ok(value)
     }
 
     async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), BackendError> {
@@ -188,6 +275,7 @@ impl<F: FlagStore> FlagStore for CachedFlags<F> {
                     value: Some(value.to_owned()),
                     at_millis: self.clock.now_millis(),
                     seq: self.cache.ticket(),
+                    refreshing: false,
                 };
                 self.cache.offer(key, entry, self.ttl_millis);
                 Ok(())

@@ -14,6 +14,8 @@ use edgeauth::store::{BackendError, FlagStore};
 use serde_json::json;
 
 const TTL: i64 = 10;
+/// The age (seconds) from which an entry is refreshed: the last fifth of [`TTL`].
+const REFRESH_FROM: i64 = 8;
 const SID: &str = "session-1";
 const UID: &str = "user-1";
 
@@ -50,13 +52,70 @@ fn revoked<F: FlagStore>(flags: &F, issued_at: i64) -> bool {
 }
 
 #[test]
-fn a_second_read_within_the_ttl_does_not_reach_the_store() {
+fn a_second_read_before_the_refresh_age_does_not_reach_the_store() {
     let (flags, clock) = fixture(TTL);
     assert!(!revoked(&flags, T0));
     assert_eq!(reads(&flags), 2, "the session flag and the user flag");
-    clock.advance(TTL - 1);
+    clock.advance(REFRESH_FROM - 1);
     assert!(!revoked(&flags, T0));
     assert_eq!(reads(&flags), 2, "both answered from the cache");
+}
+
+#[test]
+fn in_the_last_fifth_of_the_ttl_one_request_refreshes_while_the_others_are_answered_from_the_entry()
+{
+    let (flags, clock) = fixture(TTL);
+    assert_eq!(block_on(flags.get("k")).unwrap(), None);
+    write_behind_the_cache(&flags, "k", "new");
+    clock.advance(REFRESH_FROM);
+    // Three requests at once; each read yields once, as a KV read in flight does.
+    flags.inner().interleave.set(true);
+    let (first, second, third) =
+        block_on(async { futures::join!(flags.get("k"), flags.get("k"), flags.get("k")) });
+    assert_eq!(first.unwrap().as_deref(), Some("new"), "the refresh");
+    assert_eq!(second.unwrap(), None, "answered from the entry meanwhile");
+    assert_eq!(third.unwrap(), None, "answered from the entry meanwhile");
+    assert_eq!(reads(&flags), 2, "one read for the three");
+    // The refreshed entry counts from its own read: fresh for another REFRESH_FROM seconds.
+    clock.advance(REFRESH_FROM - 1);
+    assert_eq!(block_on(flags.get("k")).unwrap().as_deref(), Some("new"));
+    assert_eq!(reads(&flags), 2);
+}
+
+#[test]
+fn a_failed_refresh_is_answered_from_the_entry_and_the_next_request_tries_again() {
+    let (flags, clock) = fixture(TTL);
+    assert_eq!(block_on(flags.get("k")).unwrap(), None);
+    clock.advance(REFRESH_FROM);
+    flags.inner().fail.set(true);
+    assert_eq!(
+        block_on(flags.get("k")),
+        Ok(None),
+        "the entry is still within its TTL"
+    );
+    assert_eq!(reads(&flags), 2, "the refresh was tried");
+    flags.inner().fail.set(false);
+    write_behind_the_cache(&flags, "k", "new");
+    assert_eq!(block_on(flags.get("k")).unwrap().as_deref(), Some("new"));
+    assert_eq!(reads(&flags), 3, "and tried again by the next request");
+    // Past the TTL a failure is an error again, as without the cache.
+    clock.advance(TTL);
+    flags.inner().fail.set(true);
+    assert!(block_on(flags.get("k")).is_err());
+}
+
+#[test]
+fn a_refresh_abandoned_mid_read_lets_the_next_request_refresh() {
+    let (flags, clock) = fixture(TTL);
+    assert_eq!(block_on(flags.get("k")).unwrap(), None);
+    clock.advance(REFRESH_FROM);
+    flags.inner().interleave.set(true);
+    // Polled once, the refresh is waiting on its read; then the request is cancelled.
+    assert!(futures::FutureExt::now_or_never(flags.get("k")).is_none());
+    assert_eq!(reads(&flags), 2);
+    write_behind_the_cache(&flags, "k", "new");
+    assert_eq!(block_on(flags.get("k")).unwrap().as_deref(), Some("new"));
+    assert_eq!(reads(&flags), 3, "the next request refreshed");
 }
 
 #[test]
@@ -96,19 +155,26 @@ fn a_revocation_through_the_cache_is_seen_at_once_without_a_read() {
 }
 
 #[test]
-fn another_isolates_revocation_is_seen_after_at_most_the_ttl_and_not_before() {
+fn another_isolates_revocation_is_seen_after_at_most_the_ttl_and_not_before_the_refresh_age() {
     let (flags, clock) = fixture(TTL);
     assert!(!revoked(&flags, T0), "caches the negative answers");
     write_behind_the_cache(&flags, &session_key(SID), "logout");
     // The documented bound: up to FLAG_CACHE_SECONDS after this location's KV shows the flag.
     assert!(!revoked(&flags, T0), "still the cached answer at once");
-    clock.advance(TTL - 1);
-    assert!(!revoked(&flags, T0), "and one second before the TTL");
-    clock.advance(1);
+    clock.advance(REFRESH_FROM - 1);
+    assert!(!revoked(&flags, T0), "and before the refresh age");
+    clock.advance(TTL - REFRESH_FROM + 1);
     assert!(
         revoked(&flags, T0),
         "seen once the entry is TTL seconds old"
     );
+
+    // With a check in the last fifth of the TTL, it is seen from there.
+    let (flags, clock) = fixture(TTL);
+    assert!(!revoked(&flags, T0));
+    write_behind_the_cache(&flags, &session_key(SID), "logout");
+    clock.advance(REFRESH_FROM);
+    assert!(revoked(&flags, T0), "the refresh read it");
 }
 
 #[test]
