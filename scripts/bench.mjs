@@ -14,10 +14,12 @@
 //      Worker), so it is an upper bound; the /health row is the floor of an answer that does nothing;
 //   4. the gzip -9 size of the release .wasm;
 //   5. /v1/verify against the jose Worker side by side: alternating short slices at c=1 and c=16,
-//      the median slice of each side, their ratio, and in how many slices ours was ahead; and, from
-//      the same c=1 slices, each side's workerd CPU per request (what a Workers bill counts).
+//      after WARMUP requests to each side (steady state), the median slice of each side, their
+//      ratio, and in how many slices ours was ahead; and, from the same c=1 slices, each side's
+//      workerd CPU per request (what a Workers bill counts).
 // Environment: DURATION (seconds per load run, default 8), RUNS (in-worker runs, default 7),
-// SIDE_BY_SIDE_ROUNDS (slices per side, default 10) and SLICE (seconds per slice, default 2);
+// SIDE_BY_SIDE_ROUNDS (slices per side, default 10), SLICE (seconds per slice, default 2) and
+// WARMUP (requests to each side before the side-by-side slices, default 20000);
 // for a quick look at a few rows: ROWS (a regular expression; only the loopback rows whose name
 // matches run, and the in-worker part is skipped) and NO_BUILD=1 (use the release build in build/).
 import { execFileSync } from 'node:child_process';
@@ -33,6 +35,7 @@ const CONCURRENCY = [1, 16];
 // The side-by-side comparison of /v1/verify with the jose Worker: slices per side, and their length.
 const SIDE_BY_SIDE_ROUNDS = Number(process.env.SIDE_BY_SIDE_ROUNDS ?? 10);
 const SLICE_MS = Number(process.env.SLICE ?? 2) * 1000;
+const WARMUP = Number(process.env.WARMUP ?? 20000);
 const ROWS = process.env.ROWS ? new RegExp(process.env.ROWS, 'i') : undefined;
 
 // ---- helpers -------------------------------------------------------------------------------------
@@ -289,6 +292,14 @@ async function overLoopback() {
         ['ours', verifyOurs, edgeCpu],
         ['jose', verifyJose, joseCpu],
       ];
+      // Steady state, not start-up: V8 first runs wasm in its baseline compiler and moves each
+      // function to its optimising one only after that function has done enough work, which for
+      // the small functions a request passes through takes a few thousand requests (README). Both
+      // sides get the same number of requests first (JavaScript is tiered up the same way).
+      for (const [side, makeRequest] of sides) {
+        const warm = await load(`side by side, warm-up, ${side}`, 16, makeRequest, { count: WARMUP });
+        console.error(`    side by side, warm-up: ${warm.n} requests to ${side}`);
+      }
       for (const c of CONCURRENCY) {
         const slices = { ours: [], jose: [] };
         const cpu = { ours: [], jose: [] };
