@@ -263,27 +263,12 @@ async function overLoopback() {
       ['jose Worker, GET /offline (Bearer header; examples/consumer-js)', () => send(`${consumer.url}/offline`, { bearer: access }), { cpuOf: consumerCpu }],
     ];
 
-    const rows = [];
-    for (const [name, makeRequest, opts] of endpoints.filter(([name]) => !ROWS || ROWS.test(name))) {
-      // Warm-up, not counted; a verification row must be verifying (not answering "inactive").
-      for (let i = 0; i < 3; i++) {
-        const res = await makeRequest(0);
-        if (opts.active && JSON.parse(res.body).active !== true) throw new Error(`${name}: ${res.status} ${res.body}`);
-      }
-      const results = {};
-      for (const c of CONCURRENCY) {
-        results[c] = await load(name, c, makeRequest, {
-          count: opts.count?.[c],
-          cpuOf: c === 1 ? (opts.cpuOf ?? edgeCpu) : undefined,
-        });
-      }
-      rows.push([name, results]);
-      console.error(`    ${name}: ${f(results[1].rps)} / ${f(results[16].rps)} rps`);
-    }
-
-    // Ours against the jose Worker, side by side: the rows above run one after the other, and the
+    // Ours against the jose Worker, side by side: the rows below run one after the other, and the
     // machine's speed drifts between them by more than the difference being measured. Here short
     // slices alternate (ABBA...), so both see the same conditions; each side's median slice counts.
+    // It runs before the rows, so that both workerd processes have the same history: under
+    // `wrangler dev` a workerd's memory grows with every request it has served (any Worker, ~10 KB
+    // each), and its garbage collection with it (README).
     const sideBySide = [];
     if (!ROWS || ROWS.test('side by side')) {
       // Each side's workerd CPU per request too (at c=1, where the slice's CPU is that side's
@@ -317,6 +302,24 @@ async function overLoopback() {
         if (c === 1) console.error(`    side by side, CPU ms/req: ours ${cpu.ours.map((x) => f(x, 2)).join(' ')} / jose ${cpu.jose.map((x) => f(x, 2)).join(' ')}`);
       }
     }
+    const rows = [];
+    for (const [name, makeRequest, opts] of endpoints.filter(([name]) => !ROWS || ROWS.test(name))) {
+      // Warm-up, not counted; a verification row must be verifying (not answering "inactive").
+      for (let i = 0; i < 3; i++) {
+        const res = await makeRequest(0);
+        if (opts.active && JSON.parse(res.body).active !== true) throw new Error(`${name}: ${res.status} ${res.body}`);
+      }
+      const results = {};
+      for (const c of CONCURRENCY) {
+        results[c] = await load(name, c, makeRequest, {
+          count: opts.count?.[c],
+          cpuOf: c === 1 ? (opts.cpuOf ?? edgeCpu) : undefined,
+        });
+      }
+      rows.push([name, results]);
+      console.error(`    ${name}: ${f(results[1].rps)} / ${f(results[16].rps)} rps`);
+    }
+
     return { size, rows, sideBySide };
   } finally {
     await joseVerify.stop();

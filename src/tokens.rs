@@ -13,7 +13,7 @@
 //! ring, for at most [`KEY_CACHE_SECONDS`], and reads afresh at once when a token names a key it does
 //! not hold. See [`KeyCache`] for why that gives the same answers as reading D1 every time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
@@ -108,6 +108,11 @@ impl KeyRing {
 
     /// The ring `cache` holds if it was read less than `max_age` seconds before `now`, else a
     /// fresh one ([`KeyRing::load`]). The flag says whether the ring was read by this call.
+    ///
+    /// In the last fifth of `max_age`, the first request to need the ring reads it again while the
+    /// requests that come meanwhile use the kept one (still within `max_age`): under load the ring is
+    /// renewed before it is stale, instead of every request in flight at that moment reading D1.
+    /// If that read fails, the request uses the kept ring too, and the next one tries again.
     pub async fn cached<D: Database>(
         db: &D,
         config: &Config,
@@ -119,8 +124,19 @@ impl KeyRing {
     ) -> Result<(Rc<KeyRing>, bool), BackendError> {
         let now = clock.now();
         if let Some(ring) = cache.get() {
-            if (0..max_age).contains(&(now - ring.read_at)) {
-                return Ok((ring, false));
+            let age = now - ring.read_at;
+            if (0..max_age).contains(&age) {
+                if age < max_age - max_age / 5 || cache.refreshing.get() {
+                    return Ok((ring, false));
+                }
+                cache.refreshing.set(true);
+                let _mark = RingRefresh(cache);
+                return Ok(
+                    match Self::load(db, config, clock, random, ed25519, cache).await {
+                        Ok(fresh) => (fresh, true),
+                        Err(_) => (ring, false),
+                    },
+                );
             }
         }
         let ring = Self::load(db, config, clock, random, ed25519, cache).await?;
@@ -312,7 +328,20 @@ impl Algorithm for UnsignedEdDsa {
 #[derive(Debug, Default)]
 pub struct KeyCache {
     ring: RefCell<Option<Rc<KeyRing>>>,
+    /// Whether a request is reading the ring again before the kept one is stale (see
+    /// [`KeyRing::cached`]).
+    refreshing: Cell<bool>,
     verified: VerifiedTokens,
+}
+
+/// Clears [`KeyCache`]'s refresh mark however the refreshing request ends (a Worker request can be
+/// cancelled mid-read), so that another request may refresh the ring.
+struct RingRefresh<'a>(&'a KeyCache);
+
+impl Drop for RingRefresh<'_> {
+    fn drop(&mut self) {
+        self.0.refreshing.set(false);
+    }
 }
 
 impl KeyCache {

@@ -242,6 +242,48 @@ fn verification_reuses_the_isolates_key_ring_until_it_is_stale() {
     let _ = boot;
 }
 
+/// In the last fifth of the kept ring's life, one verification reads the ring again while the
+/// others use the kept one; a failed read is answered from the kept ring and tried again next time.
+#[test]
+fn the_kept_ring_is_renewed_in_the_last_fifth_of_its_life() {
+    let (app, clock) = app(&[]);
+    let _boot = bootstrap(&app);
+    let token = text(&login_token_mode(&app), "access_token");
+    let refresh_from = KEY_CACHE_SECONDS - KEY_CACHE_SECONDS / 5;
+    // Login read the ring at T0.
+    clock.0.set(T0 + refresh_from - 1);
+    let start = app.db.round_trips.borrow().len();
+    assert!(is_active(&app, &token));
+    assert_eq!(key_reads(&app, start), 0, "not yet");
+
+    clock.0.set(T0 + refresh_from);
+    // D1 down: the refresh fails, and the kept ring (still within its life) answers.
+    app.db.fail.set(true);
+    assert!(is_active(&app, &token), "answered from the kept ring");
+    app.db.fail.set(false);
+    // Three verifications at once, each D1 round trip yielding as a real one does.
+    app.db.interleave.set(true);
+    let start = app.db.round_trips.borrow().len();
+    let verify = post("/v1/verify", json!({ "token": token }));
+    let answers = block_on(async {
+        futures::join!(
+            app.handle(&verify),
+            app.handle(&verify),
+            app.handle(&verify)
+        )
+    });
+    app.db.interleave.set(false);
+    for answer in [answers.0, answers.1, answers.2] {
+        assert_eq!(answer.json_value()["active"], json!(true));
+    }
+    assert_eq!(key_reads(&app, start), 1, "one of the three read the ring");
+    // The renewed ring counts from its own read.
+    clock.0.set(T0 + 2 * refresh_from - 1);
+    let start = app.db.round_trips.borrow().len();
+    assert!(is_active(&app, &token));
+    assert_eq!(key_reads(&app, start), 0, "renewed at T0 + {refresh_from}");
+}
+
 #[test]
 fn after_a_rotation_by_another_isolate_the_kept_ring_answers_as_d1_would() {
     let (mut app, clock) = app(&[]);

@@ -567,10 +567,10 @@ pub(super) async fn enable<D: Database, F: FlagStore>(
         }
         _ => {}
     }
-    // The user flag's cut-off moves to the second before this one first, so that the tokens the user
-    // gets from now on pass it (see `flags::reinstate_user_tokens`). Before the D1 update: if KV
-    // fails, the answer is 503 and the user is still disabled; if D1 then fails, the user is still
-    // disabled, and no token can be issued to a disabled user, so the earlier cut-off lets nothing in.
+    // First the user flag's cut-off moves to the second before this one, so that the tokens the
+    // user gets from now on pass it (see `flags::reinstate_user_tokens`). Before the D1 update: if
+    // KV fails, the answer is 503 and the user is still disabled; if D1 then fails, the user is
+    // still disabled and no token can be issued to them, so the earlier cut-off lets nothing in.
     let now = app.clock.now();
     flags::reinstate_user_tokens(&app.flags, &app.config, id, now).await?;
     let changed = app
