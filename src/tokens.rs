@@ -110,9 +110,9 @@ impl KeyRing {
     /// fresh one ([`KeyRing::load`]). The flag says whether the ring was read by this call.
     ///
     /// In the last fifth of `max_age`, the first request to need the ring reads it again while the
-    /// requests that come meanwhile use the kept one (still within `max_age`): under load the ring is
-    /// renewed before it is stale, instead of every request in flight at that moment reading D1.
-    /// If that read fails, the request uses the kept ring too, and the next one tries again.
+    /// requests that come meanwhile use the kept one (still within `max_age`): under load the ring
+    /// is renewed before it is stale, instead of every request in flight at that moment reading
+    /// D1. If that read fails, the request uses the kept ring too, and the next one tries again.
     pub async fn cached<D: Database>(
         db: &D,
         config: &Config,
