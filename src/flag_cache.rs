@@ -205,7 +205,7 @@ impl<F> CachedFlags<F> {
 
     /// The age from which an entry is refreshed: the last fifth of the TTL.
     fn refresh_from_millis(&self) -> i64 {
-        self.ttl_millis - self.ttl_millis / 5
+        crate::time::renewal_age(self.ttl_millis)
     }
 
     /// Reads `key` from the store and offers the answer to the cache as knowledge from `started`.

@@ -16,6 +16,13 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         .map(|d| d.timestamp())
 }
 
+/// The age from which a read kept for `lifetime` is renewed early: its last fifth. One request
+/// renews it then while the others keep using it (the flag cache and the key ring, in whatever unit
+/// their lifetime is counted).
+pub fn renewal_age(lifetime: i64) -> i64 {
+    lifetime - lifetime / 5
+}
+
 /// Unix seconds as a chrono time (for JWT claims).
 pub fn to_datetime(unix_seconds: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(unix_seconds, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)

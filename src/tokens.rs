@@ -126,7 +126,7 @@ impl KeyRing {
         if let Some(ring) = cache.get() {
             let age = now - ring.read_at;
             if (0..max_age).contains(&age) {
-                if age < max_age - max_age / 5 || cache.refreshing.get() {
+                if age < crate::time::renewal_age(max_age) || cache.refreshing.get() {
                     return Ok((ring, false));
                 }
                 cache.refreshing.set(true);
